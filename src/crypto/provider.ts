@@ -1,0 +1,47 @@
+/**
+ * The crypto provider interface every core receives. Cores never import node:crypto.
+ *
+ * Spec: XEP-0116 v0.16 section 10 "Mandatory-to-Implement Technologies" (Diffie-Hellman,
+ * aes128-ctr, sha256, HMAC per RFC 2104) and XEP-0200 v0.2 section 5 (CTR mode, NIST SP
+ * 800-38A). MODP groups: RFC 2409 (1, 2) and RFC 3526 (5, 14-18).
+ *
+ * The interface is synchronous: node:crypto serves every operation synchronously, and a
+ * browser provider can be built on audited synchronous libraries (@noble/*). This keeps
+ * the cores plain state machines without async steps.
+ */
+
+export type HashAlg = "sha256" | "sha384" | "sha512";
+export type CipherAlg = "aes128-ctr" | "aes192-ctr" | "aes256-ctr";
+export type ModpGroup = 1 | 2 | 5 | 14 | 15 | 16 | 17 | 18;
+
+export const MODP_GROUPS: readonly ModpGroup[] = [1, 2, 5, 14, 15, 16, 17, 18];
+
+export function isModpGroup(n: number): n is ModpGroup {
+  return (MODP_GROUPS as readonly number[]).includes(n);
+}
+
+export const CIPHER_KEY_BYTES: Record<CipherAlg, number> = {
+  "aes128-ctr": 16,
+  "aes192-ctr": 24,
+  "aes256-ctr": 32,
+};
+
+export interface DhGroup {
+  /** The prime, big-endian, minimal. */
+  readonly p: Uint8Array;
+  readonly g: number;
+  readonly bits: number;
+}
+
+export interface CryptoProvider {
+  readonly name: string;
+  hash(alg: HashAlg, ...parts: readonly Uint8Array[]): Uint8Array;
+  hmac(alg: HashAlg, key: Uint8Array, ...parts: readonly Uint8Array[]): Uint8Array;
+  /** AES in CTR mode; `iv` is the 16-byte initial counter block. Encrypt = decrypt. */
+  aesCtr(key: Uint8Array, iv: Uint8Array, data: Uint8Array): Uint8Array;
+  modp(group: ModpGroup): DhGroup;
+  /** g^x mod p, as an mpi. */
+  dhPublic(group: ModpGroup, x: Uint8Array): Uint8Array;
+  /** peer^x mod p, as an mpi. The caller has range-checked `peer`. */
+  dhShared(group: ModpGroup, x: Uint8Array, peer: Uint8Array): Uint8Array;
+}
