@@ -10,7 +10,7 @@
  * the cores plain state machines without async steps.
  */
 
-export type HashAlg = "sha256" | "sha384" | "sha512";
+export type HashAlg = "sha1" | "sha256" | "sha384" | "sha512";
 export type CipherAlg = "aes128-ctr" | "aes192-ctr" | "aes256-ctr";
 export type ModpGroup = 1 | 2 | 5 | 14 | 15 | 16 | 17 | 18;
 
