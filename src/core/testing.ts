@@ -44,8 +44,11 @@ export class ScriptedRandom implements Random {
       if (this.fallback) return this.fallback.bytes(n);
       throw new Error("ScriptedRandom exhausted");
     }
-    if (v.length !== n) throw new Error(`ScriptedRandom: wanted ${n} bytes, script has ${v.length}`);
-    return v;
+    if (v.length > n) throw new Error(`ScriptedRandom: wanted ${n} bytes, script has ${v.length}`);
+    // A shorter scripted value is an integer: left-pad it with zero octets.
+    const out = new Uint8Array(n);
+    out.set(v, n - v.length);
+    return out;
   }
 }
 

@@ -1,0 +1,377 @@
+/**
+ * XEP-0200 Stanza Encryption: the encrypting/decrypting half of an established ESession,
+ * with re-keying (value sets, `<key/>`, `<new/>`), publishing old MAC keys (`<old/>`) and
+ * the 2^32-block re-key limit.
+ *
+ * Spec: XEP-0200 v0.2 sections 4 (what is not encrypted: wrapper, <error/>, <thread/>,
+ * <amp/>), 5 (encrypting: serialize, pad, compress, CTR, m_content, a_mac), 6 (decrypting:
+ * <new/> selects the value set, MAC check, decrypt, parse), 7 (re-key initiation and
+ * acceptance), 8 (publishing old MAC values), 9 (security: re-key limits).
+ * Interpretation rows 5, 14, 15, 16 of ../shared/docs/esession-interpretation.md.
+ *
+ * Sans-IO: no sockets or timers; Random and Clock are injected. Errors are returned, never
+ * thrown at the caller for peer input.
+ */
+import { equalBytes, fromBase64, fromUtf8, toBase64, utf8, wipe } from "../core/bytes.js";
+import type { Clock, Random } from "../core/types.js";
+import type { CryptoProvider } from "../crypto/provider.js";
+import { deepClone, el, elements, type Element, NS, normalize, parseFragment, serializeAll, XmlError } from "../xml/index.js";
+import { ESessionError } from "./errors.js";
+import {
+  blocksFor,
+  BlockCounter,
+  ctrCrypt,
+  dhPrivate,
+  dhValueInRange,
+  type DirectionKeys,
+  rekeyKeys,
+  stanzaMac,
+  type Suite,
+} from "./keys.js";
+import type { Profile } from "./profile.js";
+
+export type StanzaKind = "message" | "presence" | "iq";
+
+/** XEP-0200 section 9: at most 2^32 blocks per key before a re-key. */
+export const REKEY_BLOCK_LIMIT = 2 ** 32;
+/** XEP-0200 section 7: how long old value sets are kept for stanzas in flight. */
+export const OLD_SET_LIFETIME_MS = 60_000;
+
+/** Children that stay in the clear (XEP-0200 section 4). */
+const CLEAR: ReadonlyArray<readonly [string, string]> = [
+  ["thread", NS.client],
+  ["error", NS.client],
+  ["amp", NS.amp],
+];
+
+export const FALLBACK_BODY = "[This message is encrypted end-to-end (XEP-0200). Your client cannot decrypt it.]";
+
+export interface ChannelParams {
+  readonly crypto: CryptoProvider;
+  readonly random: Random;
+  readonly clock: Clock;
+  readonly suite: Suite;
+  readonly profile: Profile;
+  readonly sendKeys: DirectionKeys;
+  readonly recvKeys: DirectionKeys;
+  readonly sendCounter: BlockCounter;
+  readonly recvCounter: BlockCounter;
+  /** Our current DH private value (x or y) and the peer's latest public value. */
+  readonly myPrivate: Uint8Array;
+  readonly peerPublic: Uint8Array;
+  /** Negotiated rekey_freq: stanzas exchanged before we may initiate a re-key. */
+  readonly rekeyFreq: number;
+  readonly stanzas: ReadonlySet<StanzaKind>;
+  /** For tests: a smaller block limit than 2^32. */
+  readonly blockLimit?: number;
+  /** Re-key on our own after this many stanzas sent (>= rekeyFreq); undefined = only when needed. */
+  readonly autoRekeyEvery?: number;
+}
+
+/** One receive value set: XEP-0200's {x, KC_peer, KM_peer}. */
+interface ValueSet {
+  readonly x: Uint8Array;
+  recv: DirectionKeys;
+  /** When a newer set superseded this one (starts its 60 s expiry). */
+  supersededAt?: number;
+}
+
+export interface Decrypted {
+  /** The stanza with its protected content restored (thread and error kept). */
+  readonly stanza: Element;
+  /** Clear children that were not covered by the MAC (apart from thread/error/fallback body). */
+  readonly unauthenticated: readonly Element[];
+  /** The peer initiated a re-key in this stanza. */
+  readonly peerRekeyed: boolean;
+}
+
+export type DecryptResult = { readonly ok: true; readonly value: Decrypted } | { readonly ok: false; readonly error: ESessionError };
+
+export class StanzaChannel {
+  private sendKeys: DirectionKeys;
+  private readonly sendCounter: BlockCounter;
+  private readonly recvCounter: BlockCounter;
+  private sets: ValueSet[];
+  private peerPublic: Uint8Array;
+  private keysReceivedSinceSend = 0;
+  private blocksSinceRekey = 0;
+  private stanzasSinceRekey = 0;
+  private sentSinceRekey = 0;
+  private rekeyRequested = false;
+  /** MAC keys that became publishable (XEP-0200 section 8). */
+  private publishable: Uint8Array[] = [];
+  /** Our old send MAC keys waiting for the peer to confirm our new key. */
+  private oldSendMacs: Uint8Array[] = [];
+  private destroyed = false;
+  readonly blockLimit: number;
+  /** Counts for observability and tests. */
+  readonly stats = { sent: 0, received: 0, rekeysInitiated: 0, rekeysAccepted: 0, oldKeysPublished: 0 };
+
+  constructor(private readonly p: ChannelParams) {
+    this.sendKeys = p.sendKeys;
+    this.sendCounter = p.sendCounter.clone();
+    this.recvCounter = p.recvCounter.clone();
+    this.sets = [{ x: p.myPrivate, recv: p.recvKeys }];
+    this.peerPublic = p.peerPublic;
+    this.blockLimit = p.blockLimit ?? REKEY_BLOCK_LIMIT;
+  }
+
+  get active(): boolean {
+    return !this.destroyed;
+  }
+
+  get valueSets(): number {
+    return this.sets.length;
+  }
+
+  /** XEP-0200 section 7: may we initiate a re-key now (negotiated rekey_freq)? */
+  canRekey(): boolean {
+    return this.stanzasSinceRekey >= this.p.rekeyFreq;
+  }
+
+  /** The next stanza we encrypt carries a `<key/>` (if rekey_freq allows by then). */
+  requestRekey(): void {
+    this.rekeyRequested = true;
+  }
+
+  /** Whether a stanza of this kind is protected by this session. */
+  protects(kind: string): kind is StanzaKind {
+    return (this.p.stanzas as ReadonlySet<string>).has(kind);
+  }
+
+  /**
+   * Encrypts a stanza (XEP-0200 section 5). `extra` elements go inside the encrypted
+   * content too (used for termination forms). Throws ESessionError("not-protected") if
+   * the session cannot protect it: a protected stanza never leaves in the clear.
+   */
+  encrypt(stanza: Element): Element {
+    if (this.destroyed) throw new ESessionError("not-protected", "session has ended");
+    if (!this.protects(stanza.name)) throw new ESessionError("not-protected", `${stanza.name} stanzas were not negotiated`);
+    const clear: Element[] = [];
+    const secret: Element[] = [];
+    for (const c of elements(stanza)) (isClear(c) ? clear : secret).push(c);
+    const pad = " ".repeat((this.p.random.bytes(1)[0] ?? 0) % 16);
+    const m = utf8(serializeAll(secret) + pad);
+    return this.seal(stanza, clear, m, stanza.name === "message" && this.p.profile.fallbackBody);
+  }
+
+  /** An encrypted stanza with no content: used to send a re-key or publish old keys alone. */
+  emptyStanza(to: string, thread: string, type = "chat"): Element {
+    const shell = el("message", { to, type });
+    return this.seal(shell, [el("thread", {}, thread)], new Uint8Array(0), false);
+  }
+
+  private seal(stanza: Element, clear: readonly Element[], m: Uint8Array, fallbackBody: boolean): Element {
+    const blocks = blocksFor(m.length);
+    // Section 9: never exceed the block limit under one key. Once half of it is used, the
+    // next stanza carries a new key (if rekey_freq allows); past the limit nothing is sent.
+    if (this.blocksSinceRekey + blocks > this.blockLimit) {
+      throw new ESessionError("rekey-limit", "block limit reached without a re-key");
+    }
+    const mustRekey = (this.blocksSinceRekey + blocks) * 2 >= this.blockLimit;
+    const wantRekey =
+      this.rekeyRequested || mustRekey || (this.p.autoRekeyEvery !== undefined && this.sentSinceRekey >= this.p.autoRekeyEvery);
+    let newSend: DirectionKeys | undefined;
+    const cChildren: Element[] = [];
+    const counterBefore = this.sendCounter.clone();
+    const data = ctrCrypt(this.p.crypto, this.p.profile, this.sendKeys.kc, this.sendCounter, m);
+    if (m.length > 0) cChildren.push(el("data", {}, toBase64(data)));
+    if (wantRekey && this.canRekey()) {
+      const x = dhPrivate(this.p.crypto, this.p.random, this.p.suite.group);
+      const e = this.p.crypto.dhPublic(this.p.suite.group, x);
+      const k = this.p.crypto.dhShared(this.p.suite.group, x, this.peerPublic);
+      const keys = rekeyKeys(this.p.crypto, this.p.suite, this.p.profile, k);
+      wipe(k);
+      cChildren.push(el("key", {}, toBase64(e)));
+      const now = this.p.clock.now();
+      const newest = this.sets[this.sets.length - 1];
+      if (newest) newest.supersededAt = now;
+      this.sets.push({ x, recv: keys.acceptor });
+      newSend = keys.initiator;
+      this.rekeyRequested = false;
+      this.stats.rekeysInitiated++;
+    }
+    if (this.keysReceivedSinceSend > 0) cChildren.push(el("new", {}, String(this.keysReceivedSinceSend)));
+    for (const old of this.publishable) cChildren.push(el("old", {}, toBase64(old)));
+    this.stats.oldKeysPublished += this.publishable.length;
+    this.publishable = [];
+    const mContent = normalize(cChildren);
+    const mac = stanzaMac(this.p.crypto, this.p.suite, this.sendKeys.km, mContent, counterBefore, this.p.profile.sendCounter);
+    const c = el("c", { xmlns: NS.c }, ...cChildren, el("mac", {}, toBase64(mac)));
+    const out = el(stanza.name, { ...stanza.attrs });
+    out.cnode(c);
+    if (fallbackBody) out.cnode(el("body", {}, FALLBACK_BODY));
+    for (const cl of clear) out.cnode(deepClone(cl));
+    this.keysReceivedSinceSend = 0;
+    this.blocksSinceRekey += blocks;
+    this.stanzasSinceRekey++;
+    this.sentSinceRekey++;
+    this.stats.sent++;
+    if (newSend) {
+      this.oldSendMacs.push(this.sendKeys.km);
+      wipe(this.sendKeys.kc);
+      this.sendKeys = newSend;
+      this.blocksSinceRekey = 0;
+      this.stanzasSinceRekey = 0;
+      this.sentSinceRekey = 0;
+    }
+    return out;
+  }
+
+  /** Decrypts and verifies a stanza carrying `<c/>` (XEP-0200 section 6). */
+  decrypt(stanza: Element): DecryptResult {
+    if (this.destroyed) return fail("unexpected-request", "session has ended");
+    const c = stanza.getChild("c", NS.c);
+    if (!c) return fail("bad-request", "no encrypted content");
+    const parts = parseC(c);
+    if (!parts) return fail("bad-request", "malformed <c/>");
+    // Section 6 step 1: <new/> selects the value set; older sets are destroyed.
+    const index = parts.newCount ?? 0;
+    const set = this.sets[index];
+    if (!set) return fail("bad-mac", "stanza refers to a key we never sent");
+    // Step 2-3: MAC over the received content (verbatim Base64) and our receive counter.
+    const counterBefore = this.recvCounter.clone();
+    const macMpi = stanzaMac(this.p.crypto, this.p.suite, set.recv.km, parts.mContent, counterBefore, "mpi");
+    if (!equalBytes(macMpi, parts.mac)) return fail("bad-mac", "MAC mismatch");
+    if (index > 0) this.confirmNewerSet(index);
+    // Step 4-6: decrypt, decode, parse.
+    const data = parts.data ?? new Uint8Array(0);
+    const m = ctrCrypt(this.p.crypto, this.p.profile, set.recv.kc, this.recvCounter, data);
+    let children: Element[] = [];
+    try {
+      const text = fromUtf8(m).trim();
+      children = parseFragment(text, NS.client).filter((x): x is Element => typeof x !== "string");
+    } catch (e) {
+      if (e instanceof XmlError || e instanceof TypeError) return fail("bad-content", "decrypted content is not well-formed XML");
+      throw e;
+    }
+    this.stats.received++;
+    this.stanzasSinceRekey++;
+    let peerRekeyed = false;
+    if (parts.key) {
+      // Section 7 "Re-Key Acceptance".
+      if (!dhValueInRange(this.p.crypto, this.p.suite.group, parts.key)) return fail("bad-dh-value", "re-key value out of range");
+      const oldest = this.sets[0];
+      if (!oldest) return fail("unexpected-request", "no value set");
+      const k = this.p.crypto.dhShared(this.p.suite.group, oldest.x, parts.key);
+      const keys = rekeyKeys(this.p.crypto, this.p.suite, this.p.profile, k);
+      wipe(k);
+      // The peer's old MAC keys may be published once its re-key arrived (section 8).
+      for (const km of new Set(this.sets.map((s) => s.recv.km))) this.publishable.push(km);
+      for (const s of this.sets) s.recv = keys.initiator;
+      if (this.sets.length === 1) {
+        wipe(this.sendKeys.kc);
+        this.sendKeys = keys.acceptor;
+        this.blocksSinceRekey = 0;
+        this.sentSinceRekey = 0;
+      }
+      this.stanzasSinceRekey = 0;
+      this.peerPublic = parts.key;
+      this.keysReceivedSinceSend++;
+      this.stats.rekeysAccepted++;
+      peerRekeyed = true;
+    }
+    // Rebuild the stanza: decrypted content plus the clear thread/error (section 4).
+    const out = el(stanza.name, { ...stanza.attrs });
+    const unauthenticated: Element[] = [];
+    for (const ch of children) out.cnode(ch);
+    for (const ch of elements(stanza)) {
+      if (ch === c) continue;
+      if (ch.name === "body" && ch.getNS() === NS.client && stanza.name === "message") continue; // fallback
+      if (ch.name === "thread" || ch.name === "error") out.cnode(deepClone(ch));
+      else unauthenticated.push(deepClone(ch));
+    }
+    return { ok: true, value: { stanza: out, unauthenticated, peerRekeyed } };
+  }
+
+  /** The peer used our key number `index`: drop older sets and publish their MAC keys. */
+  private confirmNewerSet(index: number): void {
+    const dropped = this.sets.splice(0, index);
+    for (const d of dropped) {
+      this.publishable.push(d.recv.km);
+      wipe(d.x, d.recv.kc);
+    }
+    // Our old send MAC keys are now safe to publish too: the peer has our new key.
+    this.publishable.push(...this.oldSendMacs);
+    this.oldSendMacs = [];
+  }
+
+  /** When old value sets expire (60 s after a newer one was created). */
+  nextDeadline(): number | undefined {
+    const first = this.sets[0];
+    return this.sets.length > 1 && first?.supersededAt !== undefined ? first.supersededAt + OLD_SET_LIFETIME_MS : undefined;
+  }
+
+  onTimer(now: number): void {
+    while (this.sets.length > 1) {
+      const first = this.sets[0];
+      if (first?.supersededAt === undefined || first.supersededAt + OLD_SET_LIFETIME_MS > now) break;
+      this.sets.shift();
+      wipe(first.x, first.recv.kc);
+    }
+  }
+
+  /** Destroys every key (XEP-0116/0217 termination: "securely destroy all keys"). */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    wipe(this.sendKeys.kc, this.sendKeys.km);
+    for (const s of this.sets) wipe(s.x, s.recv.kc, s.recv.km);
+    this.sets = [];
+    this.publishable = [];
+    this.oldSendMacs = [];
+  }
+}
+
+function fail(condition: ESessionError["condition"], detail: string): DecryptResult {
+  return { ok: false, error: new ESessionError(condition, detail) };
+}
+
+function isClear(c: Element): boolean {
+  const ns = c.getNS();
+  return CLEAR.some(([name, n]) => c.name === name && (ns === n || (n === NS.client && ns === undefined)));
+}
+
+interface CParts {
+  readonly data?: Uint8Array;
+  readonly key?: Uint8Array;
+  readonly newCount?: number;
+  readonly mac: Uint8Array;
+  readonly mContent: string;
+}
+
+/** Splits `<c/>`: m_content is every child except `<mac/>`, normalized (row 15). */
+function parseC(c: Element): CParts | undefined {
+  const kids = elements(c);
+  const macs = kids.filter((k) => k.name === "mac");
+  const datas = kids.filter((k) => k.name === "data");
+  const keysEl = kids.filter((k) => k.name === "key");
+  const news = kids.filter((k) => k.name === "new");
+  if (macs.length !== 1 || datas.length > 1 || keysEl.length > 1 || news.length > 1) return undefined;
+  const mac = fromBase64(macs[0]?.getText() ?? "");
+  if (!mac) return undefined;
+  let data: Uint8Array | undefined;
+  if (datas[0]) {
+    data = fromBase64(datas[0].getText());
+    if (!data) return undefined;
+  }
+  let key: Uint8Array | undefined;
+  if (keysEl[0]) {
+    key = fromBase64(keysEl[0].getText());
+    if (!key) return undefined;
+  }
+  let newCount: number | undefined;
+  if (news[0]) {
+    const t = news[0].getText().trim();
+    if (!/^[1-9][0-9]{0,5}$/.test(t)) return undefined;
+    newCount = Number(t);
+  }
+  const mContent = normalize(kids.filter((k) => k.name !== "mac"));
+  return {
+    mac,
+    mContent,
+    ...(data ? { data } : {}),
+    ...(key ? { key } : {}),
+    ...(newCount !== undefined ? { newCount } : {}),
+  };
+}

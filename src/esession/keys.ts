@@ -1,0 +1,220 @@
+/**
+ * The ESession key schedule: every derivation of XEP-0217 / XEP-0116 and XEP-0200 in one
+ * place, as pure functions over an injected CryptoProvider.
+ *
+ * Spec: XEP-0217 v0.1 sections "Generating Session Keys", "Hiding Alice's Identity",
+ * "Verifying Alice's Identity", "Generating Bob's Final Session Keys", "Sending Bob's
+ * Identity", "The sas28x5 SAS Algorithm"; XEP-0116 v0.16 sections 5 and 13; XEP-0200 v0.2
+ * sections 5-7 (CTR counters, a_mac, re-key keys). Ambiguities resolved as in
+ * ../shared/docs/esession-interpretation.md (rows 1-6, 10, 14, 15).
+ */
+import { concat, fromBigInt, mpi, padStart, toBigInt, utf8 } from "../core/bytes.js";
+import { CIPHER_KEY_BYTES, type CipherAlg, type CryptoProvider, type HashAlg, type ModpGroup } from "../crypto/provider.js";
+import type { Profile } from "./profile.js";
+
+export const BLOCK_BYTES = 16;
+const COUNTER_MOD = 1n << 128n;
+
+/** Keys for one direction. */
+export interface DirectionKeys {
+  /** Cipher key (KC). */
+  readonly kc: Uint8Array;
+  /** Integrity key (KM). */
+  readonly km: Uint8Array;
+  /** SIGMA key (KS); absent for re-keyed keys (XEP-0200 derives no SIGMA key). */
+  readonly ks?: Uint8Array;
+}
+
+export interface SessionKeys {
+  readonly initiator: DirectionKeys;
+  readonly responder: DirectionKeys;
+}
+
+export interface Suite {
+  readonly hash: HashAlg;
+  readonly cipher: CipherAlg;
+  readonly group: ModpGroup;
+}
+
+/** Row 4: the cipher key is the trailing bytes of the HMAC (spec) or the whole HMAC (gajim). */
+export function cipherKey(raw: Uint8Array, cipher: CipherAlg, profile: Profile): Uint8Array {
+  if (profile.cipherKey === "full") return raw;
+  const n = CIPHER_KEY_BYTES[cipher];
+  return raw.subarray(raw.length - n);
+}
+
+function derive(c: CryptoProvider, s: Suite, p: Profile, k: Uint8Array, side: "Initiator" | "Responder"): DirectionKeys {
+  return {
+    kc: cipherKey(c.hmac(s.hash, k, utf8(`${side} Cipher Key`)), s.cipher, p),
+    km: c.hmac(s.hash, k, utf8(`${side} MAC Key`)),
+    ks: c.hmac(s.hash, k, utf8(`${side} SIGMA Key`)),
+  };
+}
+
+/** XEP-0217 "Generating Session Keys": six keys from K. */
+export function sessionKeys(c: CryptoProvider, s: Suite, p: Profile, k: Uint8Array): SessionKeys {
+  return { initiator: derive(c, s, p, k, "Initiator"), responder: derive(c, s, p, k, "Responder") };
+}
+
+/** K = H(mpi(g^xy mod p)) (row 3). */
+export function dhSecret(c: CryptoProvider, s: Suite, x: Uint8Array, peer: Uint8Array): Uint8Array {
+  return c.hash(s.hash, mpi(c.dhShared(s.group, x, peer)));
+}
+
+/** K = H(K | SRS | OSS) ("Generating Bob's Final Session Keys"). */
+export function finalSecret(c: CryptoProvider, s: Suite, k: Uint8Array, srs?: Uint8Array, oss?: Uint8Array): Uint8Array {
+  return c.hash(s.hash, k, srs ?? new Uint8Array(0), oss ?? new Uint8Array(0));
+}
+
+/** He = SHA256(mpi(e)), always SHA-256 (row 2). */
+export function dhCommitment(c: CryptoProvider, e: Uint8Array): Uint8Array {
+  return c.hash("sha256", mpi(e));
+}
+
+/** The range check every received DH value must pass: 1 < v < p - 1. */
+export function dhValueInRange(c: CryptoProvider, group: ModpGroup, v: Uint8Array): boolean {
+  const p = toBigInt(c.modp(group).p);
+  const n = toBigInt(v);
+  return n > 1n && n < p - 1n;
+}
+
+/**
+ * A private exponent x with 2^(2n) < x < p - 1 (n = 128, the AES block size in bits),
+ * drawn uniformly at the prime's full length by rejection sampling.
+ */
+export function dhPrivate(c: CryptoProvider, random: { bytes(n: number): Uint8Array }, group: ModpGroup): Uint8Array {
+  const pb = c.modp(group).p;
+  const p = toBigInt(pb);
+  for (;;) {
+    const x = random.bytes(pb.length);
+    const v = toBigInt(x);
+    if (v > 1n << 256n && v < p - 1n) return x;
+  }
+}
+
+/** A 128-bit CTR block counter (XEP-0200: incremented mod 2^n for each block). */
+export class BlockCounter {
+  constructor(private value: bigint) {}
+  static fromBytes(b: Uint8Array): BlockCounter {
+    return new BlockCounter(toBigInt(b) % COUNTER_MOD);
+  }
+  get(): bigint {
+    return this.value;
+  }
+  /** The counter as an mpi (row 1), as MACed in XEP-0200 and in M_A / M_B. */
+  mpi(): Uint8Array {
+    return mpi(fromBigInt(this.value, BLOCK_BYTES));
+  }
+  /** The counter as 16 bytes (the XEP-0217 'counter' field; Gajim's padded MAC input). */
+  bytes(): Uint8Array {
+    return fromBigInt(this.value, BLOCK_BYTES);
+  }
+  advance(blocks: number): void {
+    this.value = (this.value + BigInt(blocks)) % COUNTER_MOD;
+  }
+  clone(): BlockCounter {
+    return new BlockCounter(this.value);
+  }
+}
+
+export function blocksFor(len: number): number {
+  return len === 0 ? 1 : Math.ceil(len / BLOCK_BYTES);
+}
+
+/**
+ * CIPHER(KC, C, m) / DECIPHER: AES-CTR starting at block C (+1 in the gajim profile, row 5);
+ * advances C by one per block or partial block (and by one for empty input, XEP-0200 6).
+ */
+export function ctrCrypt(c: CryptoProvider, p: Profile, key: Uint8Array, counter: BlockCounter, data: Uint8Array): Uint8Array {
+  const iv = fromBigInt(counter.get() + BigInt(p.ctrOffset), BLOCK_BYTES);
+  const out = data.length === 0 ? new Uint8Array(0) : c.aesCtr(key, iv, data);
+  counter.advance(blocksFor(data.length));
+  return out;
+}
+
+/** M = HMAC(H, KM, C | ID) (the counter before encryption, as an mpi). */
+export function identityMac(c: CryptoProvider, s: Suite, km: Uint8Array, counterBefore: Uint8Array, id: Uint8Array): Uint8Array {
+  return c.hmac(s.hash, km, counterBefore, id);
+}
+
+/** mac_A = HMAC(H, KS_A, N_B | N_A | e | formA | formA2); mac_B mirrors it. */
+export function sigmaMac(
+  c: CryptoProvider,
+  s: Suite,
+  ks: Uint8Array,
+  nonceFirst: Uint8Array,
+  nonceSecond: Uint8Array,
+  dhValue: Uint8Array,
+  form1: string,
+  form2: string,
+): Uint8Array {
+  return c.hmac(s.hash, ks, nonceFirst, nonceSecond, mpi(dhValue), utf8(form1), utf8(form2));
+}
+
+/** HMAC(H, N_A, RS): the 'rshashes' entry for a retained secret. */
+export function retainedSecretHash(c: CryptoProvider, s: Suite, nonceA: Uint8Array, secret: Uint8Array): Uint8Array {
+  return c.hmac(s.hash, nonceA, secret);
+}
+
+/** HMAC(H, SRS, "Shared Retained Secret"): Bob's 'srshash'. */
+export function sharedRetainedSecretHash(c: CryptoProvider, s: Suite, srs: Uint8Array): Uint8Array {
+  return c.hmac(s.hash, srs, utf8("Shared Retained Secret"));
+}
+
+/** HMAC(H, K, "New Retained Secret"). */
+export function newRetainedSecret(c: CryptoProvider, s: Suite, k: Uint8Array): Uint8Array {
+  return c.hmac(s.hash, k, utf8("New Retained Secret"));
+}
+
+const SAS_DIGITS = "acdefghikmopqruvwxy123456789";
+
+/**
+ * sas28x5: H(M_A | formB | "Short Authentication String"), low 24 bits, base 28, most
+ * significant digit first; padded with 'a' to 5 characters in the spec profile (row 10).
+ */
+export function sas28x5(c: CryptoProvider, p: Profile, macA: Uint8Array, formB: string): string {
+  const h = c.hash("sha256", macA, utf8(formB), utf8("Short Authentication String"));
+  let n = ((h[h.length - 3] ?? 0) << 16) | ((h[h.length - 2] ?? 0) << 8) | (h[h.length - 1] ?? 0);
+  let out = "";
+  while (n > 0) {
+    out = SAS_DIGITS[n % 28] + out;
+    n = Math.floor(n / 28);
+  }
+  return p.sasPadded ? out.padStart(5, "a") : out;
+}
+
+/**
+ * XEP-0200 section 7 re-key keys from K = g^xy mod p (NOT hashed, row 14); "Initiator" is
+ * whoever initiated this re-key.
+ */
+export function rekeyKeys(
+  c: CryptoProvider,
+  s: Suite,
+  p: Profile,
+  shared: Uint8Array,
+): { readonly initiator: DirectionKeys; readonly acceptor: DirectionKeys } {
+  const k = mpi(shared);
+  return {
+    initiator: {
+      kc: cipherKey(c.hmac(s.hash, k, utf8("Rekey Initiator Crypt")), s.cipher, p),
+      km: c.hmac(s.hash, k, utf8("Rekey Initiator MAC")),
+    },
+    acceptor: {
+      kc: cipherKey(c.hmac(s.hash, k, utf8("Rekey Acceptor Crypt")), s.cipher, p),
+      km: c.hmac(s.hash, k, utf8("Rekey Acceptor MAC")),
+    },
+  };
+}
+
+/** a_mac = HMAC(H, KM, m_content | C), C appended as mpi or padded to 16 bytes (row 15). */
+export function stanzaMac(
+  c: CryptoProvider,
+  s: Suite,
+  km: Uint8Array,
+  mContent: string,
+  counterBefore: BlockCounter,
+  encoding: "mpi" | "pad16",
+): Uint8Array {
+  const ctr = encoding === "mpi" ? counterBefore.mpi() : padStart(counterBefore.bytes(), BLOCK_BYTES);
+  return c.hmac(s.hash, km, concat(utf8(mContent), ctr));
+}
