@@ -1,0 +1,418 @@
+/**
+ * SecureClient: the wiring between a StanzaConnection, the ESession cores and the store.
+ * It routes each inbound stanza by (peer, thread) to the core that owns it, owns the timers
+ * and the persistence calls, and turns core outputs into stanzas and application events.
+ *
+ * Spec: XEP-0201 (threads identify sessions), XEP-0155 (a request starts a session),
+ * XEP-0217/XEP-0200 (via src/esession), XEP-0116 section 12 ("retained secrets", SAS
+ * reminders: "remind them at the start of each ESession ... until they confirm"), the
+ * project rule that no stanza the user asked to protect ever goes out in the clear.
+ */
+import type { StanzaConnection } from "../adapters/connection.js";
+import { bareJid, type Clock, type FullJid, parseFullJid, type Random, type ThreadId } from "../core/types.js";
+import { nodeCrypto, systemClock, systemRandom } from "../crypto/node.js";
+import type { CryptoProvider } from "../crypto/provider.js";
+import { carriedForm } from "../esession/codec.js";
+import { ESessionError } from "../esession/errors.js";
+import { profileByName, type ProfileName } from "../esession/profile.js";
+import { DEFAULT_POLICY, ESession, type ESessionEvent, type NegotiatedOptions, type NegotiationStep, type Policy } from "../esession/session.js";
+import { value } from "../forms/codec.js";
+import type { Store } from "../store/types.js";
+import { newThreadId } from "../thread/index.js";
+import { el, type Element, NS } from "../xml/index.js";
+
+export interface Established {
+  readonly peer: FullJid;
+  readonly thread: ThreadId;
+  readonly sas: string;
+  readonly options: NegotiatedOptions;
+  readonly retainedSecretMatched: boolean;
+  /** Whether the users ever confirmed a SAS with this peer (XEP-0116: remind until they do). */
+  readonly sasConfirmedBefore: boolean;
+}
+
+export type ClientEvent =
+  | { readonly type: "progress"; readonly peer: FullJid; readonly step: NegotiationStep }
+  | ({ readonly type: "established" } & Established)
+  | {
+      readonly type: "message";
+      readonly peer: FullJid;
+      readonly body: string | undefined;
+      readonly stanza: Element;
+      readonly unauthenticated: readonly Element[];
+    }
+  | { readonly type: "stanza"; readonly peer: FullJid; readonly stanza: Element; readonly unauthenticated: readonly Element[] }
+  | { readonly type: "rekeyed"; readonly peer: FullJid; readonly by: "us" | "peer" }
+  | { readonly type: "terminated"; readonly peer: FullJid; readonly by: "us" | "peer"; readonly acknowledged: boolean }
+  | { readonly type: "failed"; readonly peer: FullJid; readonly error: ESessionError }
+  | { readonly type: "alert"; readonly peer: FullJid; readonly alert: "sas-never-confirmed" | "no-retained-secret" }
+  /** A stanza that arrived outside any encrypted session (shown as unprotected). */
+  | { readonly type: "unprotected"; readonly peer: string; readonly stanza: Element };
+
+export interface Timers {
+  set(fn: () => void, ms: number): unknown;
+  clear(handle: unknown): void;
+}
+
+export interface SecureClientOptions {
+  readonly connection: StanzaConnection;
+  readonly store: Store;
+  readonly crypto?: CryptoProvider;
+  readonly random?: Random;
+  readonly clock?: Clock;
+  readonly timers?: Timers;
+  readonly profile?: ProfileName;
+  readonly policy?: Partial<Policy>;
+  /** Whether to answer an ESession request from `peer` (default: accept). */
+  readonly acceptSessions?: (peer: FullJid) => boolean;
+  /** An Other Shared Secret agreed out of band with peers (XEP-0217), if any. */
+  readonly otherSecret?: Uint8Array;
+}
+
+const systemTimers: Timers = {
+  set: (fn, ms) => setTimeout(fn, Math.max(0, Math.min(ms, 2 ** 31 - 1))),
+  clear: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
+};
+
+interface Waiter {
+  resolve(e: Established): void;
+  reject(e: ESessionError): void;
+}
+
+export class SecureClient {
+  private readonly crypto: CryptoProvider;
+  private readonly random: Random;
+  private readonly clock: Clock;
+  private readonly timers: Timers;
+  private readonly policy: Policy;
+  private readonly sessions = new Map<string, ESession>();
+  private readonly waiters = new Map<ESession, Waiter>();
+  private readonly listeners = new Set<(e: ClientEvent) => void>();
+  private readonly unsubscribe: () => void;
+  private timer: unknown;
+  /** Inbound stanzas are processed strictly in order, including async store lookups. */
+  private inbound: Promise<void> = Promise.resolve();
+  /** Outbound stanzas leave strictly in the order the cores produced them. */
+  private outbound: Promise<void> = Promise.resolve();
+  private closed = false;
+
+  constructor(private readonly o: SecureClientOptions) {
+    this.crypto = o.crypto ?? nodeCrypto;
+    this.random = o.random ?? systemRandom;
+    this.clock = o.clock ?? systemClock;
+    this.timers = o.timers ?? systemTimers;
+    this.policy = { ...DEFAULT_POLICY, ...o.policy };
+    this.unsubscribe = o.connection.onStanza((s) => {
+      this.inbound = this.inbound.then(() => this.onInbound(s)).catch(() => undefined);
+    });
+  }
+
+  get jid(): FullJid {
+    return this.o.connection.jid;
+  }
+
+  on(listener: (e: ClientEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** The session with `peer` (active or negotiating), if any. */
+  session(peer: string): ESession | undefined {
+    return this.sessions.get(peer);
+  }
+
+  /** Negotiates an ESession with `peer` (a full JID); resolves once both sides verified. */
+  async startSession(peerJid: string): Promise<Established> {
+    const peer = parseFullJid(peerJid);
+    const existing = this.sessions.get(peer);
+    if (existing?.isActive) throw new ESessionError("unexpected-request", "a session with this peer is already active");
+    const account = bareJid(this.jid);
+    const retained = await this.o.store.list(account, bareJid(peer));
+    const s = ESession.initiate({
+      crypto: this.crypto,
+      random: this.random,
+      clock: this.clock,
+      local: this.jid,
+      peer,
+      thread: newThreadId(this.random),
+      policy: this.policy,
+      profile: profileByName(this.o.profile ?? "spec"),
+      retained: retained.map((r) => ({ id: r.id, secret: r.secret, peer: r.peer })),
+      ...(this.o.otherSecret ? { otherSecret: this.o.otherSecret } : {}),
+    });
+    this.sessions.set(peer, s);
+    const done = new Promise<Established>((resolve, reject) => this.waiters.set(s, { resolve, reject }));
+    await this.pump(s);
+    return done;
+  }
+
+  /**
+   * Encrypts and sends a stanza to `peer` inside the active session. Rejects with
+   * ESessionError("not-protected") if there is none: nothing is ever sent in the clear.
+   */
+  async send(peer: string, stanza: Element): Promise<void> {
+    const s = this.sessions.get(peer);
+    if (!s) throw new ESessionError("not-protected", "no encrypted session with this peer");
+    s.send(stanza);
+    await this.pump(s);
+  }
+
+  sendMessage(peer: string, body: string): Promise<void> {
+    return this.send(peer, el("message", { type: "chat" }, el("body", {}, body)));
+  }
+
+  async rekey(peer: string): Promise<void> {
+    const s = this.sessions.get(peer);
+    if (!s) throw new ESessionError("not-protected", "no encrypted session with this peer");
+    s.rekey();
+    await this.pump(s);
+  }
+
+  /** Ends the session with `peer` and resolves when it is terminated (acknowledged or timed out). */
+  async terminate(peer: string): Promise<void> {
+    const s = this.sessions.get(peer);
+    if (!s) return;
+    const ended = new Promise<void>((resolve) => {
+      const off = this.on((e) => {
+        if (e.type === "terminated" && e.peer === peer) {
+          off();
+          resolve();
+        }
+      });
+    });
+    s.terminate();
+    await this.pump(s);
+    if (this.sessions.get(peer) === s) await ended;
+  }
+
+  /** Records that the users compared the SAS and it matched. */
+  async confirmSas(peer: string): Promise<void> {
+    const account = bareJid(this.jid);
+    await this.o.store.setSasConfirmed(account, bareJid(parseFullJid(peer)), this.clock.now());
+    const latest = (await this.o.store.list(account, bareJid(parseFullJid(peer))))[0];
+    if (latest) await this.o.store.markChainVerified(latest.id);
+  }
+
+  /** Terminates every session (XEP-0217: "MUST terminate all open ESessions before they go offline"). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    for (const peer of [...this.sessions.keys()]) {
+      const s = this.sessions.get(peer);
+      if (s?.isActive) await Promise.race([this.terminate(peer), delay(2000)]);
+    }
+    this.closed = true;
+    this.unsubscribe();
+    if (this.timer !== undefined) this.timers.clear(this.timer);
+    await this.outbound;
+  }
+
+  /** Resolves once every inbound stanza received so far has been processed. */
+  async settled(): Promise<void> {
+    await this.inbound;
+    await this.outbound;
+  }
+
+  private async onInbound(stanza: Element): Promise<void> {
+    if (this.closed) return;
+    const from = String(stanza.attrs.from ?? "");
+    const thread = stanza.getChildText("thread") ?? undefined;
+    const s = this.sessions.get(from);
+    if (s && thread === s.thread) {
+      s.handleStanza(stanza);
+      await this.pump(s);
+      return;
+    }
+    if (stanza.name === "message" && isESessionRequest(stanza)) {
+      await this.answer(stanza, from, thread);
+      return;
+    }
+    if (stanza.name === "iq" && this.answerDisco(stanza)) return;
+    if (stanza.getChild("c", NS.c) && stanza.attrs.type !== "error") {
+      const peer = safeFullJid(from);
+      if (peer) this.emit({ type: "failed", peer, error: new ESessionError("unexpected-request", "encrypted stanza for an unknown session") });
+      return;
+    }
+    this.emit({ type: "unprotected", peer: from, stanza });
+  }
+
+  private async answer(stanza: Element, from: string, thread: string | undefined): Promise<void> {
+    const peer = safeFullJid(from);
+    if (!peer || !thread) return;
+    if (this.o.acceptSessions && !this.o.acceptSessions(peer)) {
+      const e = el("error", { type: "cancel" }, el("not-acceptable", { xmlns: NS.stanzas }));
+      await this.o.connection.send(el("message", { to: from, type: "error" }, el("thread", {}, thread), e));
+      return;
+    }
+    const old = this.sessions.get(peer);
+    if (old?.isActive) old.terminate();
+    const account = bareJid(this.jid);
+    const [retained, all] = await Promise.all([this.o.store.list(account, bareJid(peer)), this.o.store.listAll(account)]);
+    const ref = (r: { id: string; secret: Uint8Array; peer: string }) => ({ id: r.id, secret: r.secret, peer: r.peer });
+    const s = ESession.respond(
+      {
+        crypto: this.crypto,
+        random: this.random,
+        clock: this.clock,
+        local: this.jid,
+        peer,
+        thread: thread as ThreadId,
+        policy: this.policy,
+        ...(this.o.profile === "gajim" ? { profile: profileByName("gajim") } : {}),
+        retained: retained.map(ref),
+        retainedOther: all.filter((r) => r.peer !== bareJid(peer)).map(ref),
+        ...(this.o.otherSecret ? { otherSecret: this.o.otherSecret } : {}),
+      },
+      stanza,
+    );
+    this.sessions.set(peer, s);
+    await this.pump(s);
+  }
+
+  /** XEP-0030: answer disco#info so peers can discover ESession support. */
+  private answerDisco(iq: Element): boolean {
+    const q = iq.getChild("query", NS.disco);
+    if (!q || iq.attrs.type !== "get") return false;
+    const features = [NS.disco, NS.featureNeg, NS.ssn, NS.esession, NS.c];
+    const res = el(
+      "iq",
+      { type: "result", to: iq.attrs.from, id: iq.attrs.id },
+      el(
+        "query",
+        { xmlns: NS.disco, node: q.attrs.node },
+        el("identity", { category: "client", type: "pc", name: "xmpp-e2e" }),
+        ...features.map((v) => el("feature", { var: v })),
+      ),
+    );
+    this.queueSend(res);
+    return true;
+  }
+
+  /** Drains a core: sends its stanzas in order, persists, maps events, re-arms the timer. */
+  private async pump(s: ESession): Promise<void> {
+    for (const out of s.drain()) {
+      if (out.kind === "send") this.queueSend(out.stanza);
+      else await this.onEvent(s, out.event);
+    }
+    if (s.stateKind === "terminated" && this.sessions.get(s.peer) === s) this.sessions.delete(s.peer);
+    this.arm();
+    await this.outbound;
+  }
+
+  private queueSend(stanza: Element): void {
+    this.outbound = this.outbound.then(() => this.o.connection.send(stanza)).catch(() => undefined);
+  }
+
+  private async onEvent(s: ESession, e: ESessionEvent): Promise<void> {
+    const peer = s.peer;
+    switch (e.type) {
+      case "progress":
+        this.emit({ type: "progress", peer, step: e.step });
+        return;
+      case "established": {
+        const account = bareJid(this.jid);
+        const sasState = await this.o.store.getSasState(account, bareJid(peer));
+        try {
+          await this.o.store.replace({
+            account,
+            peer: bareJid(peer),
+            ...(e.replaces ? { oldSecretId: e.replaces } : {}),
+            secret: e.newRetainedSecret,
+            now: this.clock.now(),
+            verifiedChain: false,
+          });
+        } catch {
+          // A concurrent session replaced the SRS first: keep the newest as a fresh chain.
+          await this.o.store.replace({ account, peer: bareJid(peer), secret: e.newRetainedSecret, now: this.clock.now(), verifiedChain: false });
+        }
+        e.newRetainedSecret.fill(0);
+        const info: Established = {
+          peer,
+          thread: s.thread,
+          sas: e.sas,
+          options: e.options,
+          retainedSecretMatched: e.retainedSecretMatched,
+          sasConfirmedBefore: sasState.confirmed,
+        };
+        this.emit({ type: "established", ...info });
+        if (!sasState.confirmed) this.emit({ type: "alert", peer, alert: "sas-never-confirmed" });
+        this.waiters.get(s)?.resolve(info);
+        this.waiters.delete(s);
+        return;
+      }
+      case "stanza": {
+        const body = e.stanza.name === "message" ? (e.stanza.getChildText("body") ?? undefined) : undefined;
+        if (e.stanza.name === "message") this.emit({ type: "message", peer, body, stanza: e.stanza, unauthenticated: e.unauthenticated });
+        else this.emit({ type: "stanza", peer, stanza: e.stanza, unauthenticated: e.unauthenticated });
+        return;
+      }
+      case "rekeyed":
+        this.emit({ type: "rekeyed", peer, by: e.by });
+        return;
+      case "terminated":
+        this.emit({ type: "terminated", peer, by: e.by, acknowledged: e.acknowledged });
+        this.waiters.get(s)?.reject(new ESessionError("unexpected-request", "session terminated before it was established"));
+        this.waiters.delete(s);
+        return;
+      case "failed":
+        this.emit({ type: "failed", peer, error: e.error });
+        this.waiters.get(s)?.reject(e.error);
+        this.waiters.delete(s);
+        return;
+      default: {
+        const never: never = e;
+        return never;
+      }
+    }
+  }
+
+  private arm(): void {
+    if (this.timer !== undefined) this.timers.clear(this.timer);
+    this.timer = undefined;
+    let next: number | undefined;
+    for (const s of this.sessions.values()) {
+      const d = s.nextDeadline();
+      if (d !== undefined && (next === undefined || d < next)) next = d;
+    }
+    if (next === undefined || this.closed) return;
+    this.timer = this.timers.set(() => {
+      this.timer = undefined;
+      this.inbound = this.inbound.then(() => this.tick()).catch(() => undefined);
+    }, next - this.clock.now());
+  }
+
+  private async tick(): Promise<void> {
+    const now = this.clock.now();
+    for (const s of [...this.sessions.values()]) {
+      s.onTimer(now);
+      await this.pump(s);
+    }
+    this.arm();
+  }
+
+  private emit(e: ClientEvent): void {
+    for (const l of this.listeners) l(e);
+  }
+}
+
+function isESessionRequest(stanza: Element): boolean {
+  const c = carriedForm(stanza);
+  return (
+    c !== undefined &&
+    c.kind === "feature" &&
+    c.form.type === "form" &&
+    value(c.form, "FORM_TYPE") === NS.ssn &&
+    c.form.fields.some((f) => f.var === "dhhashes")
+  );
+}
+
+function safeFullJid(s: string): FullJid | undefined {
+  try {
+    return parseFullJid(s);
+  } catch {
+    return undefined;
+  }
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
