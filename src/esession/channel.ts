@@ -124,9 +124,13 @@ export class StanzaChannel {
     return this.sets.length;
   }
 
-  /** XEP-0200 section 7: may we initiate a re-key now (negotiated rekey_freq)? */
+  /**
+   * XEP-0116 rekey_freq: "the minimum number of stanzas that MUST be exchanged before an
+   * entity MAY initiate a key re-exchange (1 - every stanza)". The stanza that carries the
+   * new key counts, so with 1 every stanza may carry one.
+   */
   canRekey(): boolean {
-    return this.stanzasSinceRekey >= this.p.rekeyFreq;
+    return this.stanzasSinceRekey + 1 >= this.p.rekeyFreq;
   }
 
   /** The next stanza we encrypt carries a `<key/>` (if rekey_freq allows by then). */
@@ -258,7 +262,8 @@ export class StanzaChannel {
       wipe(k);
       // The peer's old MAC keys may be published once its re-key arrived (section 8).
       for (const km of new Set(this.sets.map((s) => s.recv.km))) this.publishable.push(km);
-      for (const s of this.sets) s.recv = keys.initiator;
+      // Each set gets its own copy: destroying a superseded set must not wipe a live key.
+      for (const s of this.sets) s.recv = { kc: keys.initiator.kc.slice(), km: keys.initiator.km.slice() };
       if (this.sets.length === 1) {
         wipe(this.sendKeys.kc);
         this.sendKeys = keys.acceptor;
