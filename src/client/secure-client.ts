@@ -17,7 +17,7 @@ import { ESessionError } from "../esession/errors.js";
 import { profileByName, type ProfileName } from "../esession/profile.js";
 import { DEFAULT_POLICY, ESession, type ESessionEvent, type NegotiatedOptions, type NegotiationStep, type Policy } from "../esession/session.js";
 import { value } from "../forms/codec.js";
-import type { Store } from "../store/types.js";
+import { StoreError, type Store } from "../store/types.js";
 import { newThreadId } from "../thread/index.js";
 import { el, type Element, NS } from "../xml/index.js";
 
@@ -320,8 +320,10 @@ export class SecureClient {
             now: this.clock.now(),
             verifiedChain: false,
           });
-        } catch {
-          // A concurrent session replaced the SRS first: keep the newest as a fresh chain.
+        } catch (err) {
+          // Only a concurrent replacement of the same SRS is recoverable: keep the newest
+          // secret as a fresh chain. Any other store failure propagates.
+          if (!(err instanceof StoreError && err.condition === "not-found")) throw err;
           await this.o.store.replace({ account, peer: bareJid(peer), secret: e.newRetainedSecret, now: this.clock.now(), verifiedChain: false });
         }
         e.newRetainedSecret.fill(0);
