@@ -217,7 +217,8 @@ export class SecureClient {
     const from = String(stanza.attrs.from ?? "");
     const thread = stanza.getChildText("thread") ?? undefined;
     const s = this.sessions.get(from);
-    if (s && thread === s.thread) {
+    const sessionStanza = thread === undefined && stanza.name !== "message" && stanza.getChild("c", NS.c) !== undefined;
+    if (s && (thread === s.thread || sessionStanza)) {
       s.handleStanza(stanza);
       await this.pump(s);
       return;

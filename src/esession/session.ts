@@ -300,7 +300,9 @@ export class ESession {
     if (s.kind !== "active") throw new ESessionError("not-protected", `session is ${s.kind}`);
     const st = el(stanza.name, { ...stanza.attrs, to: this.p.peer });
     for (const c of stanza.children) st.cnode(c);
-    if (!st.getChild("thread")) st.cnode(el("thread", {}, this.p.thread));
+    // XEP-0201 threads are for messages; an iq carries exactly one payload (RFC 6120
+    // 8.2.3), so presence and iq are routed to the session by peer and <c/> instead.
+    if (st.name === "message" && !st.getChild("thread")) st.cnode(el("thread", {}, this.p.thread));
     const before = s.channel.stats.rekeysInitiated;
     this.out.send(s.channel.encrypt(st));
     if (s.channel.stats.rekeysInitiated > before) this.out.emit({ type: "rekeyed", by: "us" });

@@ -59,10 +59,12 @@ test("message, presence and iq are encrypted; nothing relayed contains the plain
     assert.ok(!r.text.includes("secret-status-text"), "presence plaintext leaked");
     assert.ok(!r.text.includes("urn:example:secret-iq"), "iq plaintext leaked");
   }
-  // The thread stays clear (XEP-0200 section 4), the content is inside <c/>.
+  // Messages keep their thread in the clear (XEP-0200 section 4); an iq carries only <c/>
+  // (RFC 6120 8.2.3: exactly one payload child).
   const enc = p.relayed.filter((r) => r.stanza.getChild("c", NS.c));
   assert.ok(enc.length >= 3);
-  for (const r of enc) assert.ok(r.stanza.getChildText("thread"));
+  for (const r of enc.filter((x) => x.stanza.name === "message")) assert.ok(r.stanza.getChildText("thread"));
+  for (const r of enc.filter((x) => x.stanza.name === "iq")) assert.equal(r.stanza.children.filter((c) => typeof c !== "string").length, 1);
 });
 
 test("a tampered ciphertext is never delivered and terminates the session", async () => {
