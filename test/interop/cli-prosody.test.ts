@@ -1,0 +1,98 @@
+/**
+ * The CLI against a real Prosody, as a user runs it: `xmpp-e2e demo --server ...` and two
+ * `xmpp-e2e chat` processes talking to each other through the server, confirming the SAS.
+ *
+ * Spec: XEP-0217 (both sides show the same SAS; confirmation is remembered), XEP-0200.
+ */
+import assert from "node:assert/strict";
+import { type ChildProcessWithoutNullStreams, spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { startProsody, type ProsodyInstance } from "../harness/prosody.js";
+
+const BIN = new URL("../../bin/xmpp-e2e.js", import.meta.url).pathname;
+let server: ProsodyInstance;
+let dir: string;
+
+before(async () => {
+  server = await startProsody({ users: [["alice", "a-pw"], ["bob", "b-pw"]] });
+  dir = mkdtempSync(join(tmpdir(), "xmpp-e2e-cli-"));
+});
+
+after(async () => {
+  await server?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test("demo --server runs the whole conversation through Prosody", () => {
+  const r = spawnSync(
+    process.execPath,
+    [BIN, "demo", "--server", server.service, "--domain", "localhost", "--alice", "alice:a-pw", "--bob", "bob:b-pw"],
+    { encoding: "utf8", timeout: 60_000 },
+  );
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  const a = /^alice SAS: (\S+)$/m.exec(r.stdout)?.[1];
+  const b = /^bob SAS: (\S+)$/m.exec(r.stdout)?.[1];
+  assert.ok(a && a === b, r.stdout);
+  assert.match(r.stdout, /\[bob reads\] Hello Bob/);
+  assert.match(r.stdout, /no plaintext crossed the server/);
+});
+
+class Proc {
+  out = "";
+  constructor(readonly p: ChildProcessWithoutNullStreams) {
+    p.stdout.on("data", (d: Buffer) => (this.out += d.toString()));
+    p.stderr.on("data", (d: Buffer) => (this.out += d.toString()));
+  }
+  async waitFor(re: RegExp, ms = 20_000): Promise<RegExpExecArray> {
+    const end = Date.now() + ms;
+    for (;;) {
+      const m = re.exec(this.out);
+      if (m) return m;
+      if (Date.now() > end) throw new Error(`timed out waiting for ${re}; output:\n${this.out}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  say(line: string): void {
+    this.p.stdin.write(`${line}\n`);
+  }
+}
+
+function chat(user: string, pass: string, extra: string[]): Proc {
+  const p = spawn(
+    process.execPath,
+    [BIN, "chat", "--jid", `${user}@localhost/cli`, "--service", server.service, "--store", join(dir, `${user}.db`), ...extra],
+    { env: { ...process.env, XMPP_E2E_PASSWORD: pass } },
+  );
+  return new Proc(p);
+}
+
+test("two chat processes: SAS shown on both sides, confirmed, messages exchanged, nothing in the clear", { timeout: 60_000 }, async () => {
+  const bob = chat("bob", "b-pw", []);
+  await bob.waitFor(/connected as bob@localhost\/cli/);
+  const alice = chat("alice", "a-pw", ["--to", "bob@localhost/cli"]);
+  try {
+    const sa = (await alice.waitFor(/SAS: (\S+)/))[1];
+    const sb = (await bob.waitFor(/SAS: (\S+)/))[1];
+    assert.equal(sa, sb);
+    alice.say("/yes");
+    await alice.waitFor(/SAS confirmed and remembered/);
+    alice.say("hello from the terminal");
+    await bob.waitFor(/alice@localhost\/cli: hello from the terminal/);
+    bob.say("hi alice");
+    await alice.waitFor(/bob@localhost\/cli: hi alice/);
+    assert.doesNotMatch(bob.out + alice.out, /\(unencrypted\)/);
+    alice.say("/quit");
+    await bob.waitFor(/session ended by peer/);
+    bob.say("/quit");
+    await Promise.all([
+      new Promise((r) => alice.p.once("exit", r)),
+      new Promise((r) => bob.p.once("exit", r)),
+    ]);
+  } finally {
+    alice.p.kill();
+    bob.p.kill();
+  }
+});
