@@ -1,0 +1,255 @@
+/**
+ * `npm run bench`: the library's figures, each against a raw node:crypto baseline measured
+ * in the same run (see ./baselines.ts), printed as a table and merged into
+ * bench/results/latest.json. Figures and format: ../docs/benchmarks.md.
+ *
+ * Spec: XEP-0200 v0.2 sections 5-6 (stanza encryption and decryption: the "esession
+ * stanza" figures) and XEP-0217 v0.1 section 4 / XEP-0116 v0.16 section 4 (the
+ * 4-message Diffie-Hellman negotiation: the "negotiation MODP" figures).
+ *
+ * Everything runs in one process without a network: stanzas move between two ESession
+ * objects through serialize() and parseXml(), as they would over a stream.
+ */
+import { type FullJid, parseFullJid, type ThreadId } from "../src/core/types.js";
+import type { ModpGroup } from "../src/crypto/provider.js";
+import { nodeCrypto, systemClock, systemRandom } from "../src/crypto/node.js";
+import { DEFAULT_POLICY, ESession, type ESessionEvent, type Policy, type SessionParams } from "../src/esession/session.js";
+import type { Output } from "../src/core/machine.js";
+import { el, type Element, parseXml, serialize } from "../src/xml/index.js";
+import { rawDh, rawStanzaCrypto } from "./baselines.js";
+import { compare, type Figure, measure, type Measurement, median, printTable, type Unit, writeResults } from "./lib.js";
+
+const ALICE = parseFullJid("alice@example.org/bench");
+const BOB = parseFullJid("bob@example.com/bench");
+const THREAD = "bench-thread-0001" as ThreadId;
+/** XEP-0116 rekey_freq maximum: neither side may initiate a re-key during the run. */
+const NO_REKEY_FREQ = 2 ** 32 - 1;
+/** The issue's target for the 200-byte stanza ratio. */
+const STANZA_200_TARGET = 0.4;
+
+interface FigureOptions {
+  readonly unit: Unit;
+  /** Rounds; each takes one sample of the baseline and one of the subject. */
+  readonly rounds: number;
+  /** Minimum duration of one sample. */
+  readonly sampleMs: number;
+}
+
+/** Stanza figures: tens of microseconds per op, so 200 ms samples hold thousands of ops. */
+const STANZA_OPTS: FigureOptions = { unit: "ops/s", rounds: 9, sampleMs: 200 };
+/** Negotiation figures: several ms per op (MODP 14), so longer samples keep the op count up. */
+const NEGOTIATION_OPTS: FigureOptions = { unit: "ops/s", rounds: 9, sampleMs: 400 };
+
+function policyFor(group: ModpGroup): Policy {
+  // Spreading DEFAULT_POLICY keeps every other field; it has no autoRekeyEvery.
+  return { ...DEFAULT_POLICY, groups: [group], rekeyFreq: NO_REKEY_FREQ };
+}
+
+function params(local: FullJid, peer: FullJid, policy: Policy): SessionParams {
+  return { crypto: nodeCrypto, random: systemRandom, clock: systemClock, local, peer, thread: THREAD, policy };
+}
+
+/** What the wire does to a stanza: serialize it, parse it back, stamp `from` as a server would. */
+function wire(stanza: Element, from: FullJid): Element {
+  const parsed = parseXml(serialize(stanza));
+  parsed.attrs.from = from;
+  return parsed;
+}
+
+function describeFailure(o: Output<ESessionEvent>): string | undefined {
+  if (o.kind !== "event") return undefined;
+  if (o.event.type === "failed") return o.event.error.message;
+  if (o.event.type === "terminated") return `terminated by ${o.event.by}`;
+  return undefined;
+}
+
+interface EstablishedPair {
+  readonly alice: ESession;
+  readonly bob: ESession;
+  /** Stanzas that crossed the wire during the negotiation. */
+  readonly messages: number;
+}
+
+/**
+ * Runs one complete negotiation between two fresh sessions, shuttling every drained
+ * stanza through {@link wire}, until both emitted "established". Throws on any failure.
+ */
+function negotiate(policy: Policy): EstablishedPair {
+  const alice = ESession.initiate(params(ALICE, BOB, policy));
+  let bob: ESession | undefined;
+  const toAlice: Element[] = [];
+  const toBob: Element[] = [];
+  let aliceUp = false;
+  let bobUp = false;
+  let messages = 0;
+
+  const collect = (side: "alice" | "bob", outputs: readonly Output<ESessionEvent>[]): void => {
+    for (const o of outputs) {
+      const failure = describeFailure(o);
+      if (failure !== undefined) throw new Error(`negotiation: ${side} ${failure}`);
+      if (o.kind === "send") {
+        messages++;
+        if (side === "alice") toBob.push(wire(o.stanza, ALICE));
+        else toAlice.push(wire(o.stanza, BOB));
+      } else if (o.event.type === "established") {
+        if (side === "alice") aliceUp = true;
+        else bobUp = true;
+      }
+    }
+  };
+
+  collect("alice", alice.drain());
+  for (;;) {
+    const forBob = toBob.shift();
+    if (forBob) {
+      if (bob) bob.handleStanza(forBob);
+      else bob = ESession.respond(params(BOB, ALICE, policy), forBob);
+      collect("bob", bob.drain());
+      continue;
+    }
+    const forAlice = toAlice.shift();
+    if (forAlice) {
+      alice.handleStanza(forAlice);
+      collect("alice", alice.drain());
+      continue;
+    }
+    break;
+  }
+  if (!bob || !aliceUp || !bobUp) throw new Error("negotiation: stalled before both sides were established");
+  return { alice, bob, messages };
+}
+
+/** `n` bytes of ASCII text that needs no XML escaping. */
+function bodyText(n: number): string {
+  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
+  let s = "";
+  for (let i = 0; i < n; i++) s += alphabet[i % alphabet.length] ?? "x";
+  return s;
+}
+
+/**
+ * Returns one op = one stanza round trip through an established pair: build the
+ * message, Alice encrypts it (send + drain), the wire, Bob decrypts it (handleStanza +
+ * drain the "stanza" event). Strictly in order, so the XEP-0200 counters stay in step.
+ * The decrypted body is checked once before returning.
+ */
+function stanzaRoundTrip(size: number): () => void {
+  const { alice, bob } = negotiate(policyFor(14));
+  const text = bodyText(size);
+
+  const op = (): Element => {
+    alice.send(el("message", { type: "chat" }, el("body", {}, text)));
+    let encrypted: Element | undefined;
+    for (const o of alice.drain()) {
+      const failure = describeFailure(o);
+      if (failure !== undefined) throw new Error(`encrypt: ${failure}`);
+      if (o.kind === "send") encrypted = o.stanza;
+    }
+    if (!encrypted) throw new Error("encrypt: Alice sent nothing");
+    bob.handleStanza(wire(encrypted, ALICE));
+    let decrypted: Element | undefined;
+    for (const o of bob.drain()) {
+      const failure = describeFailure(o);
+      if (failure !== undefined) throw new Error(`decrypt: ${failure}`);
+      if (o.kind === "event" && o.event.type === "stanza") decrypted = o.event.stanza;
+    }
+    if (!decrypted) throw new Error("decrypt: Bob emitted no stanza");
+    return decrypted;
+  };
+
+  if (op().getChildText("body") !== text) throw new Error(`stanza ${size} B: round trip changed the body`);
+  return () => {
+    op();
+  };
+}
+
+/** Returns one op = one complete negotiation with a single offered MODP group. */
+function negotiation(group: ModpGroup): () => void {
+  const policy = policyFor(group);
+  const first = negotiate(policy);
+  if (first.messages !== 4) throw new Error(`negotiation MODP ${group}: ${first.messages} messages, expected 4`);
+  return () => {
+    negotiate(policy);
+  };
+}
+
+/** Untimed warmup before a figure's first round (JIT, caches, batch sizing). */
+const FIRST_WARMUP_MS = 300;
+/** Warmup of later rounds: only re-sizes the batch; the code is already hot. */
+const ROUND_WARMUP_MS = 30;
+
+function summarize(name: string, unit: Unit, rates: readonly number[]): Measurement {
+  return { name, unit, median: median(rates), min: Math.min(...rates), max: Math.max(...rates) };
+}
+
+/**
+ * Measures subject and baseline in interleaved rounds (one sample each per round, in
+ * ABBA order), so that load from other processes on a shared machine affects both
+ * alike; the medians over the rounds are then compared as usual.
+ */
+async function figure(
+  name: string,
+  subject: () => void,
+  baselineName: string,
+  baseline: () => void,
+  opts: FigureOptions,
+): Promise<Figure> {
+  const subjectRates: number[] = [];
+  const baselineRates: number[] = [];
+  const sample = async (which: "subject" | "baseline", round: number): Promise<void> => {
+    const m = await measure(which === "subject" ? name : baselineName, which === "subject" ? subject : baseline, {
+      unit: opts.unit,
+      minTimeMs: opts.sampleMs,
+      samples: 1,
+      warmupMs: round === 0 ? FIRST_WARMUP_MS : ROUND_WARMUP_MS,
+    });
+    (which === "subject" ? subjectRates : baselineRates).push(m.median);
+  };
+  for (let round = 0; round < opts.rounds; round++) {
+    const order = round % 2 === 0 ? (["baseline", "subject"] as const) : (["subject", "baseline"] as const);
+    for (const which of order) await sample(which, round);
+  }
+  const f = compare(summarize(name, opts.unit, subjectRates), summarize(baselineName, opts.unit, baselineRates));
+  process.stdout.write(`  measured ${name}: ratio ${f.ratio.toFixed(3)}\n`);
+  return f;
+}
+
+async function main(): Promise<void> {
+  const started = process.hrtime.bigint();
+  process.stdout.write(
+    [
+      "xmpp-e2e benchmarks (higher is better; every figure is a rate).",
+      "ratio = subject median rate / baseline median rate, the baseline being the raw node:crypto",
+      "work the operation cannot avoid, measured in this same run (bench/baselines.ts):",
+      "  esession stanza N     one message through Alice's ESession.send, serialize + parse, and",
+      "                        Bob's handleStanza   vs  rawStanzaCrypto(N): AES-128-CTR + HMAC-SHA256",
+      "                        + Base64, encrypt + decrypt",
+      "  negotiation MODP G    one full 4-message XEP-0217 negotiation, both parties  vs  rawDh(G):",
+      "                        2 dhPublic + 2 dhShared",
+      `Target (issue): esession stanza 200B ratio >= ${STANZA_200_TARGET.toFixed(2)}.`,
+      "",
+    ].join("\n") + "\n",
+  );
+
+  const figures: Figure[] = [];
+  figures.push(await figure("esession stanza 200B", stanzaRoundTrip(200), "rawStanzaCrypto(200)", rawStanzaCrypto(200), STANZA_OPTS));
+  figures.push(await figure("esession stanza 4KiB", stanzaRoundTrip(4096), "rawStanzaCrypto(4096)", rawStanzaCrypto(4096), STANZA_OPTS));
+  figures.push(await figure("negotiation MODP 5", negotiation(5), "rawDh(5)", rawDh(5), NEGOTIATION_OPTS));
+  figures.push(await figure("negotiation MODP 14", negotiation(14), "rawDh(14)", rawDh(14), NEGOTIATION_OPTS));
+
+  process.stdout.write("\n");
+  printTable(figures);
+  const s200 = figures.find((f) => f.name === "esession stanza 200B");
+  if (s200) {
+    const verdict = s200.ratio >= STANZA_200_TARGET ? "meets" : "BELOW";
+    process.stdout.write(`\nesession stanza 200B ratio ${s200.ratio.toFixed(3)} ${verdict} the target ${STANZA_200_TARGET.toFixed(2)}.\n`);
+  }
+  const doc = writeResults(figures);
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  process.stdout.write(`Wrote bench/results/latest.json (${doc.figures.length} figures, node ${doc.node}) in ${seconds.toFixed(1)} s.\n`);
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`bench failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exitCode = 1;
+});
