@@ -67,7 +67,15 @@ export interface SecureClientOptions {
   readonly acceptSessions?: (peer: FullJid) => boolean;
   /** An Other Shared Secret agreed out of band with peers (XEP-0217), if any. */
   readonly otherSecret?: Uint8Array;
+  /**
+   * How long a retained secret stays usable (XEP-0217: "confirmed that the secret has not
+   * expired (because it is older than an implementation-defined period of time)").
+   * Default 365 days; older secrets are destroyed before each negotiation.
+   */
+  readonly retainedSecretLifetimeMs?: number;
 }
+
+export const DEFAULT_RETAINED_SECRET_LIFETIME_MS = 365 * 24 * 3600 * 1000;
 
 const systemTimers: Timers = {
   set: (fn, ms) => setTimeout(fn, Math.max(0, Math.min(ms, 2 ** 31 - 1))),
@@ -127,6 +135,7 @@ export class SecureClient {
     const existing = this.sessions.get(peer);
     if (existing?.isActive) throw new ESessionError("unexpected-request", "a session with this peer is already active");
     const account = bareJid(this.jid);
+    await this.expireRetained();
     const retained = await this.o.store.list(account, bareJid(peer));
     const s = ESession.initiate({
       crypto: this.crypto,
@@ -247,6 +256,7 @@ export class SecureClient {
     const old = this.sessions.get(peer);
     if (old?.isActive) old.terminate();
     const account = bareJid(this.jid);
+    await this.expireRetained();
     const [retained, all] = await Promise.all([this.o.store.list(account, bareJid(peer)), this.o.store.listAll(account)]);
     const ref = (r: { id: string; secret: Uint8Array; peer: string }) => ({ id: r.id, secret: r.secret, peer: r.peer });
     const s = ESession.respond(
@@ -267,6 +277,10 @@ export class SecureClient {
     );
     this.sessions.set(peer, s);
     await this.pump(s);
+  }
+
+  private async expireRetained(): Promise<void> {
+    await this.o.store.expire(this.clock.now() - (this.o.retainedSecretLifetimeMs ?? DEFAULT_RETAINED_SECRET_LIFETIME_MS));
   }
 
   /** XEP-0030: answer disco#info so peers can discover ESession support. */

@@ -562,6 +562,8 @@ export class ESession {
     check("compress", ["none"]);
     check("sas_algs", ["sas28x5"]);
     check("ver", ["1.0"]);
+    check("init_pubkey", ["none"]);
+    check("resp_pubkey", ["none"]);
     const groupStr = check(
       "modp",
       s.pairs.map((x) => String(x.group)),

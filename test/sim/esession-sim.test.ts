@@ -379,3 +379,15 @@ test("negotiation timeout: an unanswered request fails after the policy timeout"
   await p.settle();
   await assert.rejects(est, /timed out/);
 });
+
+test("retained secrets expire: after the lifetime the next session shares none (and says so)", async () => {
+  const p = makePair({ seed: "expire" });
+  await established(p);
+  await Promise.all([p.alice.terminate(p.bobJid), p.settle()]);
+  await p.settle();
+  p.clock.advance(366 * 24 * 3600 * 1000);
+  const est = p.alice.startSession(p.bobJid);
+  await p.settle();
+  const a = await est;
+  assert.equal(a.retainedSecretMatched, false);
+});
