@@ -19,6 +19,7 @@ import { DEFAULT_POLICY, ESession, type ESessionEvent, type NegotiatedOptions, t
 import { value } from "../forms/codec.js";
 import { StoreError, type Store } from "../store/types.js";
 import { newThreadId } from "../thread/index.js";
+import { DiscoResponder } from "../disco/responder.js";
 import { el, type Element, NS } from "../xml/index.js";
 
 export interface Established {
@@ -77,6 +78,9 @@ export interface SecureClientOptions {
 
 export const DEFAULT_RETAINED_SECRET_LIFETIME_MS = 365 * 24 * 3600 * 1000;
 
+/** XEP-0115 section 4: the URI that identifies this software in caps. */
+export const CAPS_NODE = "urn:xmpp-e2e:caps";
+
 const systemTimers: Timers = {
   set: (fn, ms) => setTimeout(fn, Math.max(0, Math.min(ms, 2 ** 31 - 1))),
   clear: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
@@ -103,6 +107,7 @@ export class SecureClient {
   /** Outbound stanzas leave strictly in the order the cores produced them. */
   private outbound: Promise<void> = Promise.resolve();
   private closed = false;
+  private readonly disco: DiscoResponder;
 
   constructor(private readonly o: SecureClientOptions) {
     this.crypto = o.crypto ?? nodeCrypto;
@@ -110,6 +115,7 @@ export class SecureClient {
     this.clock = o.clock ?? systemClock;
     this.timers = o.timers ?? systemTimers;
     this.policy = { ...DEFAULT_POLICY, ...o.policy };
+    this.disco = new DiscoResponder({ jid: o.connection.jid, crypto: this.crypto, capsNode: CAPS_NODE });
     this.unsubscribe = o.connection.onStanza((s) => {
       this.inbound = this.inbound.then(() => this.onInbound(s)).catch(() => undefined);
     });
@@ -283,23 +289,22 @@ export class SecureClient {
     await this.o.store.expire(this.clock.now() - (this.o.retainedSecretLifetimeMs ?? DEFAULT_RETAINED_SECRET_LIFETIME_MS));
   }
 
-  /** XEP-0030: answer disco#info so peers can discover ESession support. */
+  /** XEP-0030 / XEP-0115: answer disco#info (plain and node#ver) so peers can discover ESessions. */
   private answerDisco(iq: Element): boolean {
-    const q = iq.getChild("query", NS.disco);
-    if (!q || iq.attrs.type !== "get") return false;
-    const features = [NS.disco, NS.featureNeg, NS.ssn, NS.esession, NS.c];
-    const res = el(
-      "iq",
-      { type: "result", to: iq.attrs.from, id: iq.attrs.id },
-      el(
-        "query",
-        { xmlns: NS.disco, node: q.attrs.node },
-        el("identity", { category: "client", type: "pc", name: "xmpp-e2e" }),
-        ...features.map((v) => el("feature", { var: v })),
-      ),
-    );
-    this.queueSend(res);
+    if (this.disco.handleStanza(iq) !== "handled") return false;
+    for (const out of this.disco.drain()) if (out.kind === "send") this.queueSend(out.stanza);
     return true;
+  }
+
+  /** The XEP-0115 `<c/>` element to put in our presence. */
+  capsElement(): Element {
+    return this.disco.caps();
+  }
+
+  /** Broadcasts available presence carrying our entity capabilities (XEP-0115 section 6.1). */
+  async announce(): Promise<void> {
+    this.queueSend(el("presence", {}, this.disco.caps()));
+    await this.outbound;
   }
 
   /** Drains a core: sends its stanzas in order, persists, maps events, re-arms the timer. */

@@ -16,6 +16,7 @@ import { Outbox, type Output } from "../core/machine.js";
 import { assertNever, type Clock, type FullJid, type Random, type ThreadId } from "../core/types.js";
 import { isModpGroup, type CryptoProvider, type ModpGroup } from "../crypto/provider.js";
 import { formToXml, type DataForm } from "../forms/codec.js";
+import { negotiationErrorStanza } from "../negotiation/codec.js";
 import { el, type Element, NS, normalize } from "../xml/index.js";
 import { StanzaChannel, type StanzaKind } from "./channel.js";
 import {
@@ -433,7 +434,8 @@ export class ESession {
       return this.buildResponse(carried.x, carried.form);
     } catch (e) {
       const err = e instanceof ESessionError ? e : new ESessionError("bad-request", "malformed ESession request");
-      this.out.send(this.errorStanza(request, err));
+      // RFC 6120 8.3.1: an error is never answered with an error.
+      if (request.attrs.type !== "error") this.out.send(this.errorStanza(request, err));
       this.out.emit({ type: "failed", error: err });
       return { kind: "terminated" };
     }
@@ -863,14 +865,9 @@ export class ESession {
     return el("message", { to: this.p.peer }, payload, el("thread", {}, this.p.thread));
   }
 
+  /** XEP-0116 section 4.4 error (shape shared with XEP-0155, naming the fields). */
   private errorStanza(request: Element, err: ESessionError): Element {
-    const e = el("error", { type: err.stanzaCondition === "not-acceptable" ? "modify" : "cancel" });
-    e.cnode(el(err.stanzaCondition, { xmlns: NS.stanzas }));
-    if (err.fields.length) {
-      e.cnode(el("feature", { xmlns: NS.featureNeg }, ...err.fields.map((v) => el("field", { var: v }))));
-    }
-    const thread = request.getChildText("thread");
-    return el("message", { to: this.p.peer, type: "error", id: request.attrs.id }, thread ? el("thread", {}, thread) : undefined, e);
+    return negotiationErrorStanza(request, err.stanzaCondition, { style: "xep-0116", fields: err.fields });
   }
 
   private fail(error: ESessionError, notifyPeer: boolean): void {

@@ -13,6 +13,10 @@ import type { ClientEvent } from "../../src/client/secure-client.js";
 import { fromBase64, toBase64 } from "../../src/core/bytes.js";
 import { el, NS, parseXml } from "../../src/xml/index.js";
 import { makePair, type Pair } from "./pair.js";
+import { parseFullJid } from "../../src/core/types.js";
+import { nodeCrypto } from "../../src/crypto/node.js";
+import { parseInfo } from "../../src/disco/codec.js";
+import { verifyCaps } from "../../src/disco/caps.js";
 
 async function established(p: Pair): Promise<{ aliceSas: string; bobSas: string }> {
   const est = p.alice.startSession(p.bobJid);
@@ -390,4 +394,21 @@ test("retained secrets expire: after the lifetime the next session shares none (
   await p.settle();
   const a = await est;
   assert.equal(a.retainedSecretMatched, false);
+});
+
+test("disco#info: a peer discovers ESession support (XEP-0030) and our caps verify (XEP-0115)", async () => {
+  const p = makePair({ seed: "disco" });
+  const replies: import("../../src/xml/index.js").Element[] = [];
+  const bobConn = p.board.connect(parseFullJid("bob@example.com/probe"));
+  bobConn.onStanza((s) => replies.push(s));
+  const caps = p.alice.capsElement();
+  await bobConn.send(el("iq", { type: "get", id: "d1", to: p.aliceJid }, el("query", { xmlns: NS.disco, node: `${caps.attrs.node}#${caps.attrs.ver}` })));
+  await p.settle();
+  const q = replies.find((r) => r.attrs.id === "d1")?.getChild("query", NS.disco);
+  assert.ok(q, "disco result");
+  const features = q.getChildren("feature").map((f) => String(f.attrs.var));
+  for (const v of [NS.ssn, NS.esession, NS.disco, NS.caps]) assert.ok(features.includes(v), v);
+  const info = parseInfo(q);
+  const v = verifyCaps(nodeCrypto, { hash: String(caps.attrs.hash), node: String(caps.attrs.node), ver: String(caps.attrs.ver) }, info);
+  assert.equal(v.status, "valid");
 });
