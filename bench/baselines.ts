@@ -17,6 +17,7 @@
  *   negotiation.
  */
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { DEFAULT_EXPONENT_BYTES } from "../src/esession/keys.js";
 import { nodeCrypto } from "../src/crypto/node.js";
 
 /** Bytes of the AES-128 key, HMAC-SHA256 key and CTR block. */
@@ -69,10 +70,13 @@ export function rawStanzaCrypto(size: number): () => void {
  * A secret exponent x with 2^255 < x < 2^256 (< p - 1 for every MODP group offered),
  * i.e. the XEP-0116 bound 2^(2n-1) < x for n = 128.
  */
+/**
+ * A fresh exponent of the same length the protocol draws (DEFAULT_EXPONENT_BYTES, 512
+ * bits), so that the baseline is the raw cost of exactly the DH work a negotiation does.
+ */
 function exponent(): Uint8Array {
-  const x = new Uint8Array(randomBytes(32));
+  const x = new Uint8Array(randomBytes(DEFAULT_EXPONENT_BYTES));
   x[0] = (x[0] ?? 0) | 0x80;
-  x[31] = (x[31] ?? 0) | 0x01; // never exactly 2^255
   return x;
 }
 

@@ -45,7 +45,8 @@ export const nodeCrypto: CryptoProvider = {
   },
   hmac(alg: HashAlg, key, ...parts) {
     const h = createHmac(alg, key);
-    for (const p of parts) h.update(p);
+    for (const p of parts) if (typeof p === "string") h.update(p, "utf8");
+    else h.update(p);
     return new Uint8Array(h.digest());
   },
   aesCtr(key, iv, data) {
@@ -54,7 +55,8 @@ export const nodeCrypto: CryptoProvider = {
     const c = createCipheriv(alg, key, iv);
     const a = c.update(data);
     const b = c.final();
-    return b.length === 0 ? new Uint8Array(a) : new Uint8Array(Buffer.concat([a, b]));
+    // CTR is a stream mode: final() is empty and update() returned a fresh buffer.
+    return b.length === 0 ? a : Buffer.concat([a, b]);
   },
   modp: group,
   dhPublic(n, x) {

@@ -36,7 +36,8 @@ export interface DhGroup {
 export interface CryptoProvider {
   readonly name: string;
   hash(alg: HashAlg, ...parts: readonly Uint8Array[]): Uint8Array;
-  hmac(alg: HashAlg, key: Uint8Array, ...parts: readonly Uint8Array[]): Uint8Array;
+  /** HMAC over the concatenated parts; a string part means its UTF-8 bytes. */
+  hmac(alg: HashAlg, key: Uint8Array, ...parts: readonly (Uint8Array | string)[]): Uint8Array;
   /** AES in CTR mode; `iv` is the 16-byte initial counter block. Encrypt = decrypt. */
   aesCtr(key: Uint8Array, iv: Uint8Array, data: Uint8Array): Uint8Array;
   modp(group: ModpGroup): DhGroup;

@@ -66,6 +66,8 @@ export interface ChannelParams {
   readonly blockLimit?: number;
   /** Re-key on our own after this many stanzas sent (>= rekeyFreq); undefined = only when needed. */
   readonly autoRekeyEvery?: number;
+  /** Private exponent length for re-keys (see dhPrivate). */
+  readonly exponentBytes?: number;
 }
 
 /** One receive value set: XEP-0200's {x, KC_peer, KM_peer}. */
@@ -103,6 +105,8 @@ export class StanzaChannel {
   /** Our old send MAC keys waiting for the peer to confirm our new key. */
   private oldSendMacs: Uint8Array[] = [];
   private destroyed = false;
+  private padPool: Uint8Array = new Uint8Array(0);
+  private padPos = 0;
   readonly blockLimit: number;
   /** Counts for observability and tests. */
   readonly stats = { sent: 0, received: 0, rekeysInitiated: 0, rekeysAccepted: 0, oldKeysPublished: 0 };
@@ -148,15 +152,28 @@ export class StanzaChannel {
    * content too (used for termination forms). Throws ESessionError("not-protected") if
    * the session cannot protect it: a protected stanza never leaves in the clear.
    */
-  encrypt(stanza: Element): Element {
+  encrypt(stanza: Element, route: { readonly to?: string; readonly thread?: string } = {}): Element {
     if (this.destroyed) throw new ESessionError("not-protected", "session has ended");
     if (!this.protects(stanza.name)) throw new ESessionError("not-protected", `${stanza.name} stanzas were not negotiated`);
     const clear: Element[] = [];
     const secret: Element[] = [];
     for (const c of elements(stanza)) (isClear(c) ? clear : secret).push(c);
-    const pad = " ".repeat((this.p.random.bytes(1)[0] ?? 0) % 16);
+    // XEP-0201 threads are for messages; an iq carries exactly one payload (RFC 6120 8.2.3).
+    if (route.thread !== undefined && stanza.name === "message" && !clear.some((c) => c.name === "thread"))
+      clear.push(el("thread", {}, route.thread));
+    const shell = route.to === undefined ? stanza : el(stanza.name, { ...stanza.attrs, to: route.to });
+    const pad = " ".repeat(this.padLength());
     const m = utf8(serializeAll(secret) + pad);
-    return this.seal(stanza, clear, m, stanza.name === "message" && this.p.profile.fallbackBody);
+    return this.seal(shell, clear, m, stanza.name === "message" && this.p.profile.fallbackBody);
+  }
+
+  /** 0-15 spaces of length padding (XEP-0200 section 6 step 1), from a pooled random draw. */
+  private padLength(): number {
+    if (this.padPos >= this.padPool.length) {
+      this.padPool = this.p.random.bytes(64);
+      this.padPos = 0;
+    }
+    return (this.padPool[this.padPos++] ?? 0) & 15;
   }
 
   /** An encrypted stanza with no content: used to send a re-key or publish old keys alone. */
@@ -181,7 +198,7 @@ export class StanzaChannel {
     const data = ctrCrypt(this.p.crypto, this.p.profile, this.sendKeys.kc, this.sendCounter, m);
     if (m.length > 0) cChildren.push(el("data", {}, toBase64(data)));
     if (wantRekey && this.canRekey()) {
-      const x = dhPrivate(this.p.crypto, this.p.random, this.p.suite.group);
+      const x = dhPrivate(this.p.crypto, this.p.random, this.p.suite.group, this.p.exponentBytes);
       const e = this.p.crypto.dhPublic(this.p.suite.group, x);
       const k = this.p.crypto.dhShared(this.p.suite.group, x, this.peerPublic);
       const keys = rekeyKeys(this.p.crypto, this.p.suite, this.p.profile, k);
@@ -205,7 +222,7 @@ export class StanzaChannel {
     const out = el(stanza.name, { ...stanza.attrs });
     out.cnode(c);
     if (fallbackBody) out.cnode(el("body", {}, FALLBACK_BODY));
-    for (const cl of clear) out.cnode(deepClone(cl));
+    for (const cl of clear) out.cnode(cl.parent === null ? cl : deepClone(cl));
     this.keysReceivedSinceSend = 0;
     this.blocksSinceRekey += blocks;
     this.stanzasSinceRekey++;

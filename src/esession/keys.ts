@@ -8,12 +8,11 @@
  * sections 5-7 (CTR counters, a_mac, re-key keys). Ambiguities resolved as in
  * ../shared/docs/esession-interpretation.md (rows 1-6, 10, 14, 15).
  */
-import { concat, fromBigInt, mpi, padStart, toBigInt, utf8 } from "../core/bytes.js";
+import { mpi, padStart, toBigInt, utf8 } from "../core/bytes.js";
 import { CIPHER_KEY_BYTES, type CipherAlg, type CryptoProvider, type HashAlg, type ModpGroup } from "../crypto/provider.js";
 import type { Profile } from "./profile.js";
 
 export const BLOCK_BYTES = 16;
-const COUNTER_MOD = 1n << 128n;
 
 /** Keys for one direction. */
 export interface DirectionKeys {
@@ -78,42 +77,77 @@ export function dhValueInRange(c: CryptoProvider, group: ModpGroup, v: Uint8Arra
   return n > 1n && n < p - 1n;
 }
 
+/** Default private exponent length: 512 bits, at least twice the strength of every group. */
+export const DEFAULT_EXPONENT_BYTES = 64;
+
 /**
- * A private exponent x with 2^(2n) < x < p - 1 (n = 128, the AES block size in bits),
- * drawn uniformly at the prime's full length by rejection sampling.
+ * A private exponent x with 2^(2n) < x < p - 1 (n = 128, the AES block size in bits), drawn
+ * by rejection sampling at `bytes` octets (capped at the prime's length; 0 = the prime's
+ * full length, as Gajim did). 512-bit exponents keep every MODP group at full strength
+ * (RFC 3526 section 8) at a fraction of the cost of full-length ones.
  */
-export function dhPrivate(c: CryptoProvider, random: { bytes(n: number): Uint8Array }, group: ModpGroup): Uint8Array {
+export function dhPrivate(
+  c: CryptoProvider,
+  random: { bytes(n: number): Uint8Array },
+  group: ModpGroup,
+  bytes: number = DEFAULT_EXPONENT_BYTES,
+): Uint8Array {
   const pb = c.modp(group).p;
   const p = toBigInt(pb);
+  const len = bytes <= 0 ? pb.length : Math.min(bytes, pb.length);
   for (;;) {
-    const x = random.bytes(pb.length);
+    const x = random.bytes(len);
     const v = toBigInt(x);
     if (v > 1n << 256n && v < p - 1n) return x;
   }
 }
 
-/** A 128-bit CTR block counter (XEP-0200: incremented mod 2^n for each block). */
+/**
+ * A 128-bit CTR block counter (XEP-0200: incremented mod 2^n for each block), kept as 16
+ * big-endian bytes and advanced with a carry loop: counter arithmetic, not crypto bignums.
+ */
 export class BlockCounter {
-  constructor(private value: bigint) {}
-  static fromBytes(b: Uint8Array): BlockCounter {
-    return new BlockCounter(toBigInt(b) % COUNTER_MOD);
+  private readonly v: Uint8Array;
+  private constructor(bytes: Uint8Array) {
+    this.v = bytes;
   }
-  get(): bigint {
-    return this.value;
+  /** From up to 16 big-endian bytes (longer input keeps its low 128 bits). */
+  static fromBytes(b: Uint8Array): BlockCounter {
+    const v = new Uint8Array(BLOCK_BYTES);
+    const src = b.length > BLOCK_BYTES ? b.subarray(b.length - BLOCK_BYTES) : b;
+    v.set(src, BLOCK_BYTES - src.length);
+    return new BlockCounter(v);
+  }
+  /** C_B = C_A xor 2^(n-1) (XEP-0217 "ESession Response"). */
+  flipTopBit(): BlockCounter {
+    const v = this.v.slice();
+    v[0] = (v[0] ?? 0) ^ 0x80;
+    return new BlockCounter(v);
   }
   /** The counter as an mpi (row 1), as MACed in XEP-0200 and in M_A / M_B. */
   mpi(): Uint8Array {
-    return mpi(fromBigInt(this.value, BLOCK_BYTES));
+    return mpi(this.v).slice();
   }
   /** The counter as 16 bytes (the XEP-0217 'counter' field; Gajim's padded MAC input). */
   bytes(): Uint8Array {
-    return fromBigInt(this.value, BLOCK_BYTES);
+    return this.v.slice();
+  }
+  /** The CTR initial block: the counter plus `offset` (0, or 1 in the gajim profile, row 5). */
+  block(offset: number): Uint8Array {
+    const c = BlockCounter.fromBytes(this.v);
+    if (offset) c.advance(offset);
+    return c.v;
   }
   advance(blocks: number): void {
-    this.value = (this.value + BigInt(blocks)) % COUNTER_MOD;
+    let carry = blocks;
+    for (let i = BLOCK_BYTES - 1; i >= 0 && carry > 0; i--) {
+      const sum = (this.v[i] ?? 0) + (carry % 256);
+      this.v[i] = sum & 0xff;
+      carry = Math.floor(carry / 256) + (sum >> 8);
+    }
   }
   clone(): BlockCounter {
-    return new BlockCounter(this.value);
+    return new BlockCounter(this.v.slice());
   }
 }
 
@@ -126,7 +160,7 @@ export function blocksFor(len: number): number {
  * advances C by one per block or partial block (and by one for empty input, XEP-0200 6).
  */
 export function ctrCrypt(c: CryptoProvider, p: Profile, key: Uint8Array, counter: BlockCounter, data: Uint8Array): Uint8Array {
-  const iv = fromBigInt(counter.get() + BigInt(p.ctrOffset), BLOCK_BYTES);
+  const iv = counter.block(p.ctrOffset);
   const out = data.length === 0 ? new Uint8Array(0) : c.aesCtr(key, iv, data);
   counter.advance(blocksFor(data.length));
   return out;
@@ -216,5 +250,5 @@ export function stanzaMac(
   encoding: "mpi" | "pad16",
 ): Uint8Array {
   const ctr = encoding === "mpi" ? counterBefore.mpi() : padStart(counterBefore.bytes(), BLOCK_BYTES);
-  return c.hmac(s.hash, km, concat(utf8(mContent), ctr));
+  return c.hmac(s.hash, km, mContent, ctr);
 }

@@ -80,6 +80,8 @@ export interface Policy {
   readonly timeoutMs: number;
   /** For tests: XEP-0200 block limit. */
   readonly blockLimit?: number;
+  /** Private exponent length in bytes (default 64 = 512 bits; 0 = the prime's full length). */
+  readonly exponentBytes?: number;
 }
 
 export const DEFAULT_POLICY: Policy = {
@@ -299,13 +301,8 @@ export class ESession {
   send(stanza: Element): void {
     const s = this.state;
     if (s.kind !== "active") throw new ESessionError("not-protected", `session is ${s.kind}`);
-    const st = el(stanza.name, { ...stanza.attrs, to: this.p.peer });
-    for (const c of stanza.children) st.cnode(c);
-    // XEP-0201 threads are for messages; an iq carries exactly one payload (RFC 6120
-    // 8.2.3), so presence and iq are routed to the session by peer and <c/> instead.
-    if (st.name === "message" && !st.getChild("thread")) st.cnode(el("thread", {}, this.p.thread));
     const before = s.channel.stats.rekeysInitiated;
-    this.out.send(s.channel.encrypt(st));
+    this.out.send(s.channel.encrypt(stanza, { to: this.p.peer, thread: this.p.thread }));
     if (s.channel.stats.rekeysInitiated > before) this.out.emit({ type: "rekeyed", by: "us" });
   }
 
@@ -386,7 +383,7 @@ export class ESession {
     const { crypto, random } = this.p;
     const nonceA = random.bytes(16);
     const pairs = this.policy.groups.map((group): DhPair => {
-      const x = dhPrivate(crypto, random, group);
+      const x = dhPrivate(crypto, random, group, this.policy.exponentBytes);
       return { group, x, e: crypto.dhPublic(group, x) };
     });
     const gajim = this.profile.name === "gajim";
@@ -488,7 +485,7 @@ export class ESession {
     // Our nonce mirrors the initiator's length (Gajim used 8 bytes), within 8..32 bytes.
     const nonceB = random.bytes(Math.min(32, Math.max(8, nonceA.length)));
     const counterA = random.bytes(16);
-    const y = dhPrivate(crypto, random, group);
+    const y = dhPrivate(crypto, random, group, this.policy.exponentBytes);
     const d = crypto.dhPublic(group, y);
     const rekeyFreq = Math.max(rekeyOffered, this.policy.rekeyFreq);
     const response = responseForm(
@@ -587,7 +584,7 @@ export class ESession {
     const nonceB = b64Field(form, "my_nonce");
     const suite: Suite = { hash: "sha256", cipher: "aes128-ctr", group: pair.group };
     const counterA = BlockCounter.fromBytes(counterBytes);
-    const counterB = new BlockCounter(counterA.get() ^ (1n << 127n));
+    const counterB = counterA.flipTopBit();
     const k = dhSecret(crypto, suite, pair.x, d);
     const prov = sessionKeys(crypto, suite, this.profile, k);
     // Hiding Alice's identity: mac_A, ID_A, M_A.
@@ -699,7 +696,7 @@ export class ESession {
     const formB2 = normalize(b2x.children, this.profile.formStyle);
     const formB = s.formB;
     const macB = sigmaMac(crypto, suite, req(keys.responder.ks), s.nonceA, s.nonceB, s.d, formB, formB2);
-    const counterB = new BlockCounter(s.counterA.get() ^ (1n << 127n));
+    const counterB = s.counterA.flipTopBit();
     const cbBefore = counterB.mpi();
     const idB = ctrCrypt(crypto, this.profile, keys.responder.kc, counterB, macB);
     const mB = identityMac(crypto, suite, keys.responder.km, cbBefore, idB);
@@ -794,6 +791,7 @@ export class ESession {
       rekeyFreq: choice.options.rekeyFreq,
       stanzas: new Set(choice.options.stanzas),
       ...(this.policy.blockLimit !== undefined ? { blockLimit: this.policy.blockLimit } : {}),
+      ...(this.policy.exponentBytes !== undefined ? { exponentBytes: this.policy.exponentBytes } : {}),
       ...(this.policy.autoRekeyEvery !== undefined ? { autoRekeyEvery: this.policy.autoRekeyEvery } : {}),
     });
     this.state = { kind: "active", channel, options: choice.options };

@@ -133,7 +133,7 @@ function checkSession(c: CryptoProvider, session: string, v: SessionVector, prof
   const macA = sigmaMac(c, suite, prov.initiator.ks ?? new Uint8Array(), nB, nA, e, v.formA_c14n, v.formA2_c14n);
   add("mac_A", v.mac_A_hex, toHex(macA));
   const cA = BlockCounter.fromBytes(fromHex(v.C_A_hex));
-  const cB = new BlockCounter(cA.get() ^ (1n << 127n));
+  const cB = cA.flipTopBit();
   add("C_B = C_A xor 2^127", v.C_B_hex.replace(/^0x/, ""), toHex(cB.bytes()));
   const cABefore = cA.mpi();
   const idA = ctrCrypt(c, profile, prov.initiator.kc, cA, macA);

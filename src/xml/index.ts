@@ -30,7 +30,7 @@ export const XML_LIMITS = { maxBytes: 256 * 1024, maxDepth: 64 } as const;
  */
 export function parseXml(s: string): Element {
   if (s.length > XML_LIMITS.maxBytes) throw new XmlError("too large");
-  if (/<!DOCTYPE|<!ENTITY/i.test(s)) throw new XmlError("DTDs are not allowed");
+  if (s.includes("<!") && /<!DOCTYPE|<!ENTITY/i.test(s)) throw new XmlError("DTDs are not allowed");
   let root: Element;
   try {
     const r = parse(s);
@@ -69,10 +69,12 @@ export type Attrs = Record<string, string | number | undefined>;
 
 /** Builds an element; undefined attributes are omitted. */
 export function el(name: string, attrs: Attrs = {}, ...children: (Child | undefined | false)[]): Element {
-  const a: Record<string, string> = {};
-  for (const [k, v] of Object.entries(attrs)) if (v !== undefined) a[k] = String(v);
-  const e = new Element(name, a);
-  for (const c of children) if (c !== undefined && c !== false) e.cnode(typeof c === "string" ? c : c);
+  const e = new Element(name);
+  for (const k in attrs) {
+    const v = attrs[k];
+    if (v !== undefined) e.attrs[k] = typeof v === "string" ? v : String(v);
+  }
+  for (const c of children) if (c !== undefined && c !== false) e.cnode(c);
   return e;
 }
 
@@ -131,10 +133,12 @@ function normalizeNode(n: Child, style: NormalizeStyle, betweenElements: boolean
 }
 
 function escapeText(s: string): string {
+  if (!/[&<>\r]/.test(s)) return s;
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/\r/g, "&#xD;");
 }
 
 function escapeAttr(s: string): string {
+  if (!/[&<"\t\n\r]/.test(s)) return s;
   return s
     .replace(/&/g, "&amp;")
     .replace(/</g, "&lt;")

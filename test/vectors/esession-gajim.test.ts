@@ -74,7 +74,7 @@ for (const name of ["session1_first_contact", "session2_with_retained_secret"]) 
         local: parseFullJid("bob@example.com/laptop"),
         peer: parseFullJid("alice@example.org/pda"),
         thread: "iKZWeqhFWCEPyYngFbyBMWXaSCrUZoLg" as ThreadId,
-        policy: { groups: [v.modp_group], stanzas: ["message"], logging: ["mustnot", "may"], rekeyFreq: 1, timeoutMs: 60_000 },
+        policy: { groups: [v.modp_group], stanzas: ["message"], logging: ["mustnot", "may"], rekeyFreq: 1, timeoutMs: 60_000, exponentBytes: 0 },
         retained,
       },
       request,
