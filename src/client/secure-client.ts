@@ -8,7 +8,7 @@
  * reminders: "remind them at the start of each ESession ... until they confirm"), the
  * project rule that no stanza the user asked to protect ever goes out in the clear.
  */
-import type { StanzaConnection } from "../adapters/connection.js";
+import { errorReply, type StanzaConnection } from "../adapters/connection.js";
 import { bareJid, type Clock, type FullJid, parseFullJid, type Random, type ThreadId } from "../core/types.js";
 import { nodeCrypto, systemClock, systemRandom } from "../crypto/node.js";
 import type { CryptoProvider } from "../crypto/provider.js";
@@ -74,6 +74,11 @@ export interface SecureClientOptions {
    * Default 365 days; older secrets are destroyed before each negotiation.
    */
   readonly retainedSecretLifetimeMs?: number;
+  /**
+   * Set when the application answers unprotected iq get/set requests itself (from the
+   * "unprotected" event). Otherwise they get service-unavailable (RFC 6120 section 8.4).
+   */
+  readonly handlesUnprotectedIq?: boolean;
 }
 
 export const DEFAULT_RETAINED_SECRET_LIFETIME_MS = 365 * 24 * 3600 * 1000;
@@ -249,6 +254,11 @@ export class SecureClient {
       return;
     }
     this.emit({ type: "unprotected", peer: from, stanza });
+    // RFC 6120 8.4: an iq get/set must be answered. Unprotected requests are not ours to
+    // serve unless the application said so.
+    if (stanza.name === "iq" && (stanza.attrs.type === "get" || stanza.attrs.type === "set") && !this.o.handlesUnprotectedIq) {
+      this.queueSend(errorReply(stanza, "service-unavailable", "cancel", { to: from }));
+    }
   }
 
   private async answer(stanza: Element, from: string, thread: string | undefined): Promise<void> {

@@ -412,3 +412,16 @@ test("disco#info: a peer discovers ESession support (XEP-0030) and our caps veri
   const v = verifyCaps(nodeCrypto, { hash: String(caps.attrs.hash), node: String(caps.attrs.node), ver: String(caps.attrs.ver) }, info);
   assert.equal(v.status, "valid");
 });
+
+test("an unprotected iq get that nobody serves is answered with service-unavailable (RFC 6120 8.4)", async () => {
+  const p = makePair({ seed: "iq-clear" });
+  const replies: import("../../src/xml/index.js").Element[] = [];
+  const probe = p.board.connect(parseFullJid("carol@example.net/x"));
+  probe.onStanza((s) => replies.push(s));
+  await probe.send(el("iq", { type: "get", id: "v1", to: p.aliceJid }, el("query", { xmlns: "jabber:iq:version" })));
+  await p.settle();
+  const r = replies.find((x) => x.attrs.id === "v1");
+  assert.equal(r?.attrs.type, "error");
+  assert.ok(r?.getChild("error")?.getChild("service-unavailable", NS.stanzas));
+  assert.ok(p.aliceEvents.some((e) => e.type === "unprotected"));
+});
