@@ -42,7 +42,10 @@ test("demo --server runs the whole conversation through Prosody", () => {
 
 class Proc {
   out = "";
+  /** Captured at spawn: a process may exit before anyone waits for it. */
+  readonly exited: Promise<number | null>;
   constructor(readonly p: ChildProcessWithoutNullStreams) {
+    this.exited = new Promise((resolve) => p.once("exit", (code) => resolve(code)));
     p.stdout.on("data", (d: Buffer) => (this.out += d.toString()));
     p.stderr.on("data", (d: Buffer) => (this.out += d.toString()));
   }
@@ -87,10 +90,7 @@ test("two chat processes: SAS shown on both sides, confirmed, messages exchanged
     alice.say("/quit");
     await bob.waitFor(/session ended by peer/);
     bob.say("/quit");
-    await Promise.all([
-      new Promise((r) => alice.p.once("exit", r)),
-      new Promise((r) => bob.p.once("exit", r)),
-    ]);
+    assert.deepEqual(await Promise.all([alice.exited, bob.exited]), [0, 0]);
   } finally {
     alice.p.kill();
     bob.p.kill();
