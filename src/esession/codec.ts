@@ -66,8 +66,9 @@ export function requestForm(o: RequestOptions, style: "spec" | "gajim"): DataFor
     list("logging", o.logging),
     list("disclosure", o.disclosure),
     list("security", o.security),
-    hidden("crypt_algs", ...o.cryptAlgs),
-    hidden("hash_algs", ...o.hashAlgs),
+    // Negotiable in XEP-0116 (options in preference order); XEP-0217 / Gajim send them hidden.
+    style === "gajim" ? hidden("crypt_algs", ...o.cryptAlgs) : list("crypt_algs", o.cryptAlgs),
+    style === "gajim" ? hidden("hash_algs", ...o.hashAlgs) : list("hash_algs", o.hashAlgs),
     hidden("compress", ...o.compress),
     f.list("stanzas", "list-multi", o.stanzas),
     style === "gajim" ? list("init_pubkey", o.initPubkey) : hidden("init_pubkey", ...o.initPubkey),

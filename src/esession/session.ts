@@ -14,7 +14,7 @@
 import { equalBytes, wipe } from "../core/bytes.js";
 import { Outbox, type Output } from "../core/machine.js";
 import { assertNever, type Clock, type FullJid, type Random, type ThreadId } from "../core/types.js";
-import { isModpGroup, type CryptoProvider, type ModpGroup } from "../crypto/provider.js";
+import { isModpGroup, type CipherAlg, type CryptoProvider, type HashAlg, type ModpGroup } from "../crypto/provider.js";
 import { formToXml, type DataForm } from "../forms/codec.js";
 import { negotiationErrorStanza } from "../negotiation/codec.js";
 import { el, type Element, NS, normalize } from "../xml/index.js";
@@ -69,6 +69,10 @@ export interface RetainedSecretRef {
 export interface Policy {
   /** MODP groups we offer (initiator, in preference order) or accept (responder). */
   readonly groups: readonly ModpGroup[];
+  /** Block ciphers we offer / accept, in preference order (XEP-0116 "crypt_algs"). */
+  readonly cryptAlgs?: readonly CipherAlg[];
+  /** Hash algorithms we offer / accept, in preference order (XEP-0116 "hash_algs"). */
+  readonly hashAlgs?: readonly HashAlg[];
   readonly stanzas: readonly StanzaKind[];
   /** Our preference for the XEP-0155 logging field. */
   readonly logging: readonly ("mustnot" | "may")[];
@@ -84,8 +88,14 @@ export interface Policy {
   readonly exponentBytes?: number;
 }
 
+/** What node:crypto serves for XEP-0116 "crypt_algs" and "hash_algs". */
+export const SUPPORTED_CIPHERS: readonly CipherAlg[] = ["aes256-ctr", "aes192-ctr", "aes128-ctr"];
+export const SUPPORTED_HASHES: readonly HashAlg[] = ["sha256", "sha384", "sha512"];
+
 export const DEFAULT_POLICY: Policy = {
   groups: [14, 5],
+  cryptAlgs: ["aes128-ctr", "aes256-ctr"],
+  hashAlgs: ["sha256", "sha512"],
   stanzas: ["message", "presence", "iq"],
   logging: ["mustnot", "may"],
   rekeyFreq: 1,
@@ -112,6 +122,8 @@ export interface SessionParams {
 
 export interface NegotiatedOptions {
   readonly group: ModpGroup;
+  readonly cipher: CipherAlg;
+  readonly hash: HashAlg;
   readonly stanzas: readonly StanzaKind[];
   readonly logging: string;
   readonly disclosure: string;
@@ -377,6 +389,14 @@ export class ESession {
     }
   }
 
+  private ciphers(): readonly CipherAlg[] {
+    return (this.policy.cryptAlgs ?? ["aes128-ctr"]).filter((c) => SUPPORTED_CIPHERS.includes(c));
+  }
+
+  private hashes(): readonly HashAlg[] {
+    return (this.policy.hashAlgs ?? ["sha256"]).filter((h) => SUPPORTED_HASHES.includes(h));
+  }
+
   // ---- Alice: message 1 -------------------------------------------------------------
 
   private startRequest(): State {
@@ -392,8 +412,8 @@ export class ESession {
         logging: this.policy.logging,
         disclosure: ["never"],
         security: ["e2e"],
-        cryptAlgs: ["aes128-ctr"],
-        hashAlgs: ["sha256"],
+        cryptAlgs: gajim ? ["aes128-ctr"] : this.ciphers(),
+        hashAlgs: gajim ? ["sha256"] : this.hashes(),
         compress: ["none"],
         stanzas: this.policy.stanzas,
         initPubkey: gajim ? ["none", "key", "hash"] : ["none"],
@@ -457,8 +477,8 @@ export class ESession {
     let logging = this.policy.logging.find((l) => loggingOffered.includes(l));
     if (logging === undefined && loggingOffered.length === 0 && otr !== undefined) logging = "mustnot";
     if (logging === undefined) bad.push("logging");
-    const cryptAlgs = pick("crypt_algs", ["aes128-ctr"]);
-    const hashAlgs = pick("hash_algs", ["sha256"]);
+    const cryptAlgs = pick("crypt_algs", this.ciphers());
+    const hashAlgs = pick("hash_algs", this.hashes());
     const compress = pick("compress", ["none"]);
     const initPubkey = pick("init_pubkey", ["none"]);
     const respPubkey = pick("resp_pubkey", ["none"]);
@@ -518,8 +538,17 @@ export class ESession {
     return {
       kind: "awaiting-alice-identity",
       choice: {
-        suite: { hash: "sha256", cipher: "aes128-ctr", group },
-        options: { group, stanzas, logging: logging ?? "mustnot", disclosure, rekeyFreq, profile: this.profile.name },
+        suite: { hash: hashAlgs as HashAlg, cipher: cryptAlgs as CipherAlg, group },
+        options: {
+          group,
+          cipher: cryptAlgs as CipherAlg,
+          hash: hashAlgs as HashAlg,
+          stanzas,
+          logging: logging ?? "mustnot",
+          disclosure,
+          rekeyFreq,
+          profile: this.profile.name,
+        },
       },
       nonceA,
       nonceB,
@@ -556,8 +585,8 @@ export class ESession {
     check("security", ["e2e"]);
     const disclosure = check("disclosure", ["never"]);
     const logging = check("logging", this.policy.logging);
-    check("crypt_algs", ["aes128-ctr"]);
-    check("hash_algs", ["sha256"]);
+    const cipher = check("crypt_algs", this.profile.name === "gajim" ? ["aes128-ctr"] : this.ciphers()) as CipherAlg;
+    const hash = check("hash_algs", this.profile.name === "gajim" ? ["sha256"] : this.hashes()) as HashAlg;
     check("compress", ["none"]);
     check("sas_algs", ["sas28x5"]);
     check("ver", ["1.0"]);
@@ -582,7 +611,7 @@ export class ESession {
     const counterBytes = b64Field(form, "counter");
     if (counterBytes.length !== 16) throw new ESessionError("bad-request", "counter must be 128 bits", ["counter"]);
     const nonceB = b64Field(form, "my_nonce");
-    const suite: Suite = { hash: "sha256", cipher: "aes128-ctr", group: pair.group };
+    const suite: Suite = { hash, cipher, group: pair.group };
     const counterA = BlockCounter.fromBytes(counterBytes);
     const counterB = counterA.flipTopBit();
     const k = dhSecret(crypto, suite, pair.x, d);
@@ -605,6 +634,8 @@ export class ESession {
         suite,
         options: {
           group: pair.group,
+          cipher,
+          hash,
           stanzas: stanzas as StanzaKind[],
           logging,
           disclosure,

@@ -336,8 +336,9 @@ test("a request with an unsupported cipher gets feature-not-implemented naming t
     if (x?.attrs.type !== "form") return { action: "deliver" };
     const s = parseXml(item.stanza.toString());
     const g = s.getChild("feature", NS.featureNeg)?.getChild("x", NS.data)?.getChildren("field").find((fl) => fl.attrs.var === "crypt_algs");
-    const v = g?.getChild("value");
-    v?.children.splice(0, v.children.length, "rot13-ctr");
+    const values = [...(g?.getChildren("value") ?? []), ...(g?.getChildren("option").flatMap((o) => o.getChildren("value")) ?? [])];
+    assert.ok(values.length > 0);
+    for (const v of values) v.children.splice(0, v.children.length, "rot13-ctr");
     return { action: "replace", stanza: s };
   });
   const est = p.alice.startSession(p.bobJid);
@@ -424,4 +425,36 @@ test("an unprotected iq get that nobody serves is answered with service-unavaila
   assert.equal(r?.attrs.type, "error");
   assert.ok(r?.getChild("error")?.getChild("service-unavailable", NS.stanzas));
   assert.ok(p.aliceEvents.some((e) => e.type === "unprotected"));
+});
+
+test("every cipher, hash and MODP group node:crypto serves negotiates and protects traffic", async () => {
+  const combos: Array<[import("../../src/crypto/provider.js").CipherAlg, import("../../src/crypto/provider.js").HashAlg, import("../../src/crypto/provider.js").ModpGroup]> = [
+    ["aes128-ctr", "sha256", 1],
+    ["aes192-ctr", "sha384", 2],
+    ["aes256-ctr", "sha512", 5],
+    ["aes128-ctr", "sha512", 14],
+    ["aes256-ctr", "sha256", 15],
+    ["aes192-ctr", "sha256", 16],
+    ["aes256-ctr", "sha384", 17],
+    ["aes128-ctr", "sha256", 18],
+  ];
+  for (const [cipher, hash, group] of combos) {
+    const p = makePair({ seed: `suite-${cipher}-${hash}-${group}`, policy: { groups: [group], cryptAlgs: [cipher], hashAlgs: [hash] } });
+    const { aliceSas, bobSas } = await established(p);
+    assert.equal(aliceSas, bobSas);
+    const b = p.bobEvents.find((e) => e.type === "established");
+    assert.ok(b && b.type === "established");
+    assert.deepEqual([b.options.cipher, b.options.hash, b.options.group], [cipher, hash, group]);
+    await p.alice.rekey(p.bobJid);
+    await p.alice.sendMessage(p.bobJid, `over ${cipher}/${hash}/modp${group}`);
+    await p.settle();
+    assert.deepEqual(p.bodies("bob"), [`over ${cipher}/${hash}/modp${group}`]);
+  }
+});
+
+test("Bob picks the first cipher and hash Alice prefers that he supports; none in common names the fields", async () => {
+  const p = makePair({ seed: "pref", policy: { cryptAlgs: ["aes256-ctr", "aes128-ctr"], hashAlgs: ["sha512", "sha256"] } });
+  await established(p);
+  const b = p.bobEvents.find((e) => e.type === "established");
+  assert.ok(b && b.type === "established" && b.options.cipher === "aes256-ctr" && b.options.hash === "sha512");
 });
