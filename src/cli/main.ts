@@ -16,6 +16,7 @@ import { Switchboard } from "../adapters/switchboard.js";
 import { type ClientEvent, SecureClient } from "../client/secure-client.js";
 import { parseFullJid, jidParts } from "../core/types.js";
 import { nodeCrypto } from "../crypto/node.js";
+import { toBase64 } from "../core/bytes.js";
 import type { ProfileName } from "../esession/profile.js";
 import { checkVectorFile, VectorFileError } from "../esession/vectors.js";
 import { MemoryStore } from "../store/memory.js";
@@ -131,20 +132,19 @@ async function demo(argv: string[]): Promise<number> {
   alice.on(show("alice"));
   bob.on(show("bob"));
   say(`xmpp-e2e demo: ${alice.jid} and ${bob.jid} negotiate an Encrypted Session (XEP-0217, ${profile} profile)`);
-  const est = await alice.startSession(bob.jid);
-  await bob.settled();
-  const bobEst = await new Promise<string>((resolve) => {
-    const s = bob.session(alice.jid);
-    if (s?.isActive) resolve(est.sas);
+  // Bob's SAS comes from Bob's own event: each side computes it independently.
+  const bobEst = new Promise<string>((resolve) => {
     const off = bob.on((e) => {
       if (e.type === "established") {
         off();
-        resolve(e.sas);
+        resolve(e.sas ?? "(none)");
       }
     });
   });
-  console.log(`alice SAS: ${est.sas}`);
-  console.log(`bob SAS: ${bobEst}`);
+  const est = await alice.startSession(bob.jid);
+  const bobSas = await bobEst;
+  console.log(`alice SAS: ${est.sas ?? "(none)"}`);
+  console.log(`bob SAS: ${bobSas}`);
   say(`  (MODP group ${est.options.group}, stanzas ${est.options.stanzas.join("/")}, logging ${est.options.logging})`);
   const flushWire = (label: string): void => {
     for (const w of wire.splice(0)) {
@@ -230,8 +230,11 @@ async function chat(argv: string[]): Promise<number> {
         peer = e.peer;
         pendingSas = e.peer;
         console.log(`\n*** encrypted session with ${e.peer} (MODP ${e.options.group}, ${e.options.profile} profile)`);
-        console.log(`*** SAS: ${e.sas}   compare it with your peer, then type /yes if it matches or /no if not`);
-        if (!e.retainedSecretMatched) console.log("*** no retained secret from an earlier session: compare the SAS now");
+        if (e.sas !== undefined) {
+          console.log(`*** SAS: ${e.sas}   compare it with your peer, then type /yes if it matches or /no if not`);
+          if (!e.retainedSecretMatched) console.log("*** no retained secret from an earlier session: compare the SAS now");
+        }
+        if (e.peerKey) console.log(`*** peer key fingerprint: ${toBase64(e.peerKey.fingerprint)}`);
         break;
       case "alert":
         if (e.alert === "sas-never-confirmed") console.log(`*** you never confirmed a SAS with ${e.peer}`);

@@ -9,7 +9,8 @@
  * project rule that no stanza the user asked to protect ever goes out in the clear.
  */
 import { errorReply, type StanzaConnection } from "../adapters/connection.js";
-import { bareJid, type Clock, type FullJid, parseFullJid, type Random, type ThreadId } from "../core/types.js";
+import { bareJid, type Clock, type FullJid, type Jid, parseFullJid, type Random, type ThreadId } from "../core/types.js";
+import type { KeyVerifier, PeerKey, PubkeyMethod, SigningIdentity } from "../esession/identity.js";
 import { nodeCrypto, systemClock, systemRandom } from "../crypto/node.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { carriedForm } from "../esession/codec.js";
@@ -25,8 +26,14 @@ import { el, type Element, NS } from "../xml/index.js";
 export interface Established {
   readonly peer: FullJid;
   readonly thread: ThreadId;
-  readonly sas: string;
+  /** The Short Authentication String to compare (4-message negotiations). */
+  readonly sas?: string;
   readonly options: NegotiatedOptions;
+  /** How each side identified itself (XEP-0116 init_pubkey / resp_pubkey). */
+  readonly initPubkey: PubkeyMethod;
+  readonly respPubkey: PubkeyMethod;
+  /** The peer's verified public key, if it identified itself with one. */
+  readonly peerKey?: PeerKey;
   readonly retainedSecretMatched: boolean;
   /** Whether the users ever confirmed a SAS with this peer (XEP-0116: remind until they do). */
   readonly sasConfirmedBefore: boolean;
@@ -79,6 +86,10 @@ export interface SecureClientOptions {
    * "unprotected" event). Otherwise they get service-unavailable (RFC 6120 section 8.4).
    */
   readonly handlesUnprotectedIq?: boolean;
+  /** Our long-term signing key, for XEP-0116 public-key identification. */
+  readonly identity?: SigningIdentity;
+  /** Verifies peers' keys; `accept` applies the trust policy (default: accept). */
+  readonly verifier?: KeyVerifier & { accept?(key: PeerKey): boolean };
 }
 
 export const DEFAULT_RETAINED_SECRET_LIFETIME_MS = 365 * 24 * 3600 * 1000;
@@ -159,6 +170,8 @@ export class SecureClient {
       profile: profileByName(this.o.profile ?? "spec"),
       retained: retained.map((r) => ({ id: r.id, secret: r.secret, peer: r.peer })),
       ...(this.o.otherSecret ? { otherSecret: this.o.otherSecret } : {}),
+      ...(this.o.identity ? { identity: this.o.identity } : {}),
+      ...(this.o.verifier ? { verifier: this.o.verifier } : {}),
     });
     this.sessions.set(peer, s);
     const done = new Promise<Established>((resolve, reject) => this.waiters.set(s, { resolve, reject }));
@@ -288,6 +301,8 @@ export class SecureClient {
         retained: retained.map(ref),
         retainedOther: all.filter((r) => r.peer !== bareJid(peer)).map(ref),
         ...(this.o.otherSecret ? { otherSecret: this.o.otherSecret } : {}),
+        ...(this.o.identity ? { identity: this.o.identity } : {}),
+        ...(this.o.verifier ? { verifier: this.o.verifier } : {}),
       },
       stanza,
     );
@@ -341,32 +356,20 @@ export class SecureClient {
       case "established": {
         const account = bareJid(this.jid);
         const sasState = await this.o.store.getSasState(account, bareJid(peer));
-        try {
-          await this.o.store.replace({
-            account,
-            peer: bareJid(peer),
-            ...(e.replaces ? { oldSecretId: e.replaces } : {}),
-            secret: e.newRetainedSecret,
-            now: this.clock.now(),
-            verifiedChain: false,
-          });
-        } catch (err) {
-          // Only a concurrent replacement of the same SRS is recoverable: keep the newest
-          // secret as a fresh chain. Any other store failure propagates.
-          if (!(err instanceof StoreError && err.condition === "not-found")) throw err;
-          await this.o.store.replace({ account, peer: bareJid(peer), secret: e.newRetainedSecret, now: this.clock.now(), verifiedChain: false });
-        }
-        e.newRetainedSecret.fill(0);
+        if (e.newRetainedSecret) await this.retain(account, bareJid(peer), e.newRetainedSecret, e.replaces);
         const info: Established = {
           peer,
           thread: s.thread,
-          sas: e.sas,
+          ...(e.sas !== undefined ? { sas: e.sas } : {}),
           options: e.options,
+          initPubkey: e.initPubkey,
+          respPubkey: e.respPubkey,
+          ...(e.peerKey ? { peerKey: e.peerKey } : {}),
           retainedSecretMatched: e.retainedSecretMatched,
           sasConfirmedBefore: sasState.confirmed,
         };
         this.emit({ type: "established", ...info });
-        if (!sasState.confirmed) this.emit({ type: "alert", peer, alert: "sas-never-confirmed" });
+        if (!sasState.confirmed && e.sas !== undefined) this.emit({ type: "alert", peer, alert: "sas-never-confirmed" });
         this.waiters.get(s)?.resolve(info);
         this.waiters.delete(s);
         return;
@@ -394,6 +397,20 @@ export class SecureClient {
         const never: never = e;
         return never;
       }
+    }
+  }
+
+  /** Stores the new retained secret, destroying the SRS it replaces (XEP-0217). */
+  private async retain(account: Jid, peer: Jid, secret: Uint8Array, replaces: string | undefined): Promise<void> {
+    try {
+      await this.o.store.replace({ account, peer, ...(replaces ? { oldSecretId: replaces } : {}), secret, now: this.clock.now(), verifiedChain: false });
+    } catch (err) {
+      // Only a concurrent replacement of the same SRS is recoverable: keep the newest
+      // secret as a fresh chain. Any other store failure propagates.
+      if (!(err instanceof StoreError && err.condition === "not-found")) throw err;
+      await this.o.store.replace({ account, peer, secret, now: this.clock.now(), verifiedChain: false });
+    } finally {
+      secret.fill(0);
     }
   }
 

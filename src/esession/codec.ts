@@ -27,11 +27,13 @@ export interface RequestOptions {
   readonly respPubkey: readonly string[];
   readonly ver: readonly string[];
   readonly rekeyFreq: string;
-  readonly sasAlgs: readonly string[];
+  /** Absent in 3-message negotiations (XEP-0116 4.2: "there MUST be no 'sas_algs' field"). */
+  readonly sasAlgs?: readonly string[];
   readonly signAlgs?: readonly string[];
   readonly myNonce: Uint8Array;
   readonly modp: readonly string[];
-  readonly dhhashes: readonly Uint8Array[];
+  /** 4-message: 'dhhashes' (He per group); 3-message: 'dhkeys' (e per group). */
+  readonly dh: { readonly field: "dhhashes" | "dhkeys"; readonly values: readonly Uint8Array[] };
 }
 
 export interface ResponseChoice {
@@ -47,7 +49,7 @@ export interface ResponseChoice {
   readonly respPubkey: string;
   readonly ver: string;
   readonly rekeyFreq: string;
-  readonly sasAlgs: string;
+  readonly sasAlgs?: string;
   readonly signAlgs?: string;
   readonly modp: string;
   readonly myNonce: Uint8Array;
@@ -60,6 +62,8 @@ export interface ResponseChoice {
 export function requestForm(o: RequestOptions, style: "spec" | "gajim"): DataForm {
   const list = (name: string, opts: readonly string[]): Field => f.list(name, "list-single", opts);
   const hidden = (name: string, ...v: string[]): Field => f.hidden(name, ...v);
+  /** One value: a hidden field; several: a list in preference order. */
+  const choice = (name: string, opts: readonly string[]): Field => (opts.length === 1 ? hidden(name, ...opts) : list(name, opts));
   const fields: Field[] = [
     hidden("FORM_TYPE", SSN),
     f.bool("accept", true),
@@ -71,15 +75,15 @@ export function requestForm(o: RequestOptions, style: "spec" | "gajim"): DataFor
     style === "gajim" ? hidden("hash_algs", ...o.hashAlgs) : list("hash_algs", o.hashAlgs),
     hidden("compress", ...o.compress),
     f.list("stanzas", "list-multi", o.stanzas),
-    style === "gajim" ? list("init_pubkey", o.initPubkey) : hidden("init_pubkey", ...o.initPubkey),
-    style === "gajim" ? list("resp_pubkey", o.respPubkey) : hidden("resp_pubkey", ...o.respPubkey),
+    style === "gajim" ? list("init_pubkey", o.initPubkey) : choice("init_pubkey", o.initPubkey),
+    style === "gajim" ? list("resp_pubkey", o.respPubkey) : choice("resp_pubkey", o.respPubkey),
     style === "gajim" ? hidden("ver", ...o.ver) : list("ver", o.ver),
     hidden("rekey_freq", o.rekeyFreq),
-    hidden("sas_algs", ...o.sasAlgs),
-    ...(o.signAlgs ? [hidden("sign_algs", ...o.signAlgs)] : []),
+    ...(o.sasAlgs ? [hidden("sas_algs", ...o.sasAlgs)] : []),
+    ...(o.signAlgs ? [style === "gajim" ? hidden("sign_algs", ...o.signAlgs) : choice("sign_algs", o.signAlgs)] : []),
     hidden("my_nonce", toBase64(o.myNonce)),
     list("modp", o.modp),
-    hidden("dhhashes", ...o.dhhashes.map(toBase64)),
+    hidden(o.dh.field, ...o.dh.values.map(toBase64)),
   ];
   return { type: "form", fields };
 }
@@ -100,11 +104,12 @@ export function responseForm(r: ResponseChoice, requestOrder: readonly string[])
     resp_pubkey: [r.respPubkey],
     ver: [r.ver],
     rekey_freq: [r.rekeyFreq],
-    sas_algs: [r.sasAlgs],
+    ...(r.sasAlgs !== undefined ? { sas_algs: [r.sasAlgs] } : {}),
     ...(r.signAlgs !== undefined ? { sign_algs: [r.signAlgs] } : {}),
     my_nonce: [toBase64(r.myNonce)],
     modp: [r.modp],
     dhhashes: [toBase64(r.dhkeys)],
+    dhkeys: [toBase64(r.dhkeys)],
   };
   const fields: Field[] = [];
   for (const name of requestOrder) {
@@ -124,16 +129,19 @@ export interface AliceIdentity {
   readonly mac: Uint8Array;
 }
 
-/** Alice's result form without identity and mac (what formA2 normalizes). */
-export function aliceIdentityForm(a: Omit<AliceIdentity, "identity" | "mac">): DataForm {
+/**
+ * Alice's result form without identity and mac (what formA2 normalizes). In a 3-message
+ * negotiation it carries only the nonce (no rshashes, no dhkeys: XEP-0116 4.4.4).
+ */
+export function aliceIdentityForm(a: Omit<AliceIdentity, "identity" | "mac" | "dhkeys" | "rshashes"> & Partial<Pick<AliceIdentity, "dhkeys" | "rshashes">>): DataForm {
   return {
     type: "result",
     fields: [
       f.value("FORM_TYPE", SSN),
       f.value("accept", "1"),
       f.value("nonce", toBase64(a.nonce)),
-      f.value("rshashes", ...a.rshashes.map(toBase64)),
-      f.value("dhkeys", toBase64(a.dhkeys)),
+      ...(a.rshashes ? [f.value("rshashes", ...a.rshashes.map(toBase64))] : []),
+      ...(a.dhkeys ? [f.value("dhkeys", toBase64(a.dhkeys))] : []),
     ],
   };
 }

@@ -20,6 +20,17 @@ import { negotiationErrorStanza } from "../negotiation/codec.js";
 import { el, type Element, NS, normalize } from "../xml/index.js";
 import { StanzaChannel, type StanzaKind } from "./channel.js";
 import {
+  IdentityError,
+  type KeyVerifier,
+  type MacInput,
+  type PeerKey,
+  type Proof,
+  prove,
+  type PubkeyMethod,
+  type SigningIdentity,
+  verify,
+} from "./identity.js";
+import {
   aliceIdentityForm,
   b64Field,
   b64Values,
@@ -53,6 +64,7 @@ import {
   sessionKeys,
   sharedRetainedSecretHash,
   sigmaMac,
+  type DirectionKeys,
   type SessionKeys,
   type Suite,
 } from "./keys.js";
@@ -86,6 +98,14 @@ export interface Policy {
   readonly blockLimit?: number;
   /** Private exponent length in bytes (default 64 = 512 bits; 0 = the prime's full length). */
   readonly exponentBytes?: number;
+  /** Initiator: 4-message SIGMA-R with hash commitment (default) or 3-message SIGMA-I. */
+  readonly messages?: 3 | 4;
+  /** Responder: accept 3-message requests (XEP-0116 4.2; default true). */
+  readonly allowThreeMessage?: boolean;
+  /** Identification methods we can provide (default: key, hash, none with an identity; else none). */
+  readonly offerPubkey?: readonly PubkeyMethod[];
+  /** Identification methods we accept from the peer, in preference order (default: key, none with a verifier). */
+  readonly acceptPubkey?: readonly PubkeyMethod[];
 }
 
 /** What node:crypto serves for XEP-0116 "crypt_algs" and "hash_algs". */
@@ -118,12 +138,17 @@ export interface SessionParams {
   readonly retainedOther?: readonly RetainedSecretRef[];
   /** The Other Shared Secret (a password agreed out of band), if any. */
   readonly otherSecret?: Uint8Array;
+  /** Our long-term signing key (XEP-0116 'key'/'hash' identification), if any. */
+  readonly identity?: SigningIdentity;
+  /** Verifies the peer's signature and resolves fingerprints; `accept` applies trust. */
+  readonly verifier?: KeyVerifier & { accept?(key: PeerKey): boolean };
 }
 
 export interface NegotiatedOptions {
   readonly group: ModpGroup;
   readonly cipher: CipherAlg;
   readonly hash: HashAlg;
+  readonly messages: 3 | 4;
   readonly stanzas: readonly StanzaKind[];
   readonly logging: string;
   readonly disclosure: string;
@@ -144,12 +169,17 @@ export type ESessionEvent =
   | { readonly type: "progress"; readonly step: NegotiationStep }
   | {
       readonly type: "established";
-      readonly sas: string;
+      /** The Short Authentication String (4-message negotiations only). */
+      readonly sas?: string;
       readonly options: NegotiatedOptions;
+      readonly initPubkey: PubkeyMethod;
+      readonly respPubkey: PubkeyMethod;
+      /** The peer's verified public key, when it identified itself with one. */
+      readonly peerKey?: PeerKey;
       /** Whether a retained secret from an earlier session was shared (MitM protection). */
       readonly retainedSecretMatched: boolean;
-      /** The new retained secret to store, replacing `replaces` (XEP-0217 MUST destroy the old). */
-      readonly newRetainedSecret: Uint8Array;
+      /** The new retained secret to store, replacing `replaces` (4-message only; the old MUST be destroyed). */
+      readonly newRetainedSecret?: Uint8Array;
       readonly replaces?: string;
     }
   | { readonly type: "stanza"; readonly stanza: Element; readonly unauthenticated: readonly Element[] }
@@ -167,6 +197,7 @@ interface DhPair {
 type State =
   | {
       readonly kind: "awaiting-response";
+      readonly messages: 3 | 4;
       readonly nonceA: Uint8Array;
       readonly pairs: readonly DhPair[];
       readonly formA: string;
@@ -183,6 +214,19 @@ type State =
       readonly counterA: BlockCounter;
       readonly requestX: Element;
       readonly formB: string;
+      readonly deadline: number;
+    }
+  | {
+      readonly kind: "awaiting-alice-identity-3";
+      readonly choice: Choice;
+      readonly nonceA: Uint8Array;
+      readonly nonceB: Uint8Array;
+      readonly y: Uint8Array;
+      readonly e: Uint8Array;
+      readonly keys: SessionKeys;
+      readonly counterA: BlockCounter;
+      readonly counterB: BlockCounter;
+      readonly requestX: Element;
       readonly deadline: number;
     }
   | {
@@ -205,6 +249,11 @@ type State =
 
 interface Choice {
   readonly suite: Suite;
+  readonly messages: 3 | 4;
+  /** How Alice identifies herself / how Bob does. */
+  readonly initPubkey: PubkeyMethod;
+  readonly respPubkey: PubkeyMethod;
+  readonly signAlg?: string;
   readonly options: NegotiatedOptions;
 }
 
@@ -271,6 +320,7 @@ export class ESession {
     switch (s.kind) {
       case "awaiting-response":
       case "awaiting-alice-identity":
+      case "awaiting-alice-identity-3":
       case "awaiting-bob-identity":
         return s.deadline;
       case "awaiting-terminate-ack":
@@ -289,6 +339,7 @@ export class ESession {
     switch (s.kind) {
       case "awaiting-response":
       case "awaiting-alice-identity":
+      case "awaiting-alice-identity-3":
       case "awaiting-bob-identity":
         if (now >= s.deadline) this.fail(new ESessionError("unexpected-request", "negotiation timed out"), false);
         return;
@@ -344,6 +395,7 @@ export class ESession {
       }
       case "awaiting-response":
       case "awaiting-alice-identity":
+      case "awaiting-alice-identity-3":
       case "awaiting-bob-identity":
         this.out.send(this.clearTerminate(false));
         this.finish("us", false);
@@ -377,6 +429,8 @@ export class ESession {
         return this.onResponse(s, stanza);
       case "awaiting-alice-identity":
         return this.onAliceIdentity(s, stanza);
+      case "awaiting-alice-identity-3":
+        return this.onAliceIdentity3(s, stanza);
       case "awaiting-bob-identity":
         return this.onBobIdentity(s, stanza);
       case "active":
@@ -397,16 +451,45 @@ export class ESession {
     return (this.policy.hashAlgs ?? ["sha256"]).filter((h) => SUPPORTED_HASHES.includes(h));
   }
 
+  /** Identification methods we can provide (init_pubkey as Alice, resp_pubkey as Bob). */
+  private canProvide(messages: 3 | 4): PubkeyMethod[] {
+    const wanted = this.policy.offerPubkey ?? (this.p.identity ? ["key", "hash", "none"] : ["none"]);
+    return wanted.filter((m) => (m === "none" ? messages === 4 : this.p.identity !== undefined));
+  }
+
+  /** Identification methods we accept from the peer, in preference order. */
+  private acceptable(messages: 3 | 4): PubkeyMethod[] {
+    const wanted = this.policy.acceptPubkey ?? (this.p.verifier ? ["key", "none"] : ["none"]);
+    return wanted.filter((m) => (m === "none" ? messages === 4 : this.p.verifier !== undefined));
+  }
+
+  /** sign_algs we can use: our key's algorithm first, then those we can verify. */
+  private signAlgs(): string[] {
+    const out: string[] = [];
+    if (this.p.identity) out.push(this.p.identity.signAlg);
+    for (const a of this.p.verifier?.signAlgs ?? []) if (!out.includes(a)) out.push(a);
+    return out;
+  }
+
   // ---- Alice: message 1 -------------------------------------------------------------
 
   private startRequest(): State {
     const { crypto, random } = this.p;
+    const messages = this.policy.messages ?? 4;
     const nonceA = random.bytes(16);
     const pairs = this.policy.groups.map((group): DhPair => {
       const x = dhPrivate(crypto, random, group, this.policy.exponentBytes);
       return { group, x, e: crypto.dhPublic(group, x) };
     });
     const gajim = this.profile.name === "gajim";
+    const initPubkey = gajim ? ["none", "key", "hash"] : this.canProvide(messages);
+    const respPubkey = gajim ? ["none", "key"] : this.acceptable(messages);
+    if (initPubkey.length === 0 || respPubkey.length === 0) {
+      // XEP-0116 4.2: 'none' MUST NOT be used with 3-message negotiation.
+      throw new ESessionError("not-acceptable", "a 3-message negotiation needs public keys on both sides", ["init_pubkey"]);
+    }
+    const usesKeys = [...initPubkey, ...respPubkey].some((m) => m !== "none");
+    const signAlgs = gajim ? ["http://www.w3.org/2000/09/xmldsig#rsa-sha256"] : usesKeys ? this.signAlgs() : [];
     const form = requestForm(
       {
         logging: this.policy.logging,
@@ -416,15 +499,18 @@ export class ESession {
         hashAlgs: gajim ? ["sha256"] : this.hashes(),
         compress: ["none"],
         stanzas: this.policy.stanzas,
-        initPubkey: gajim ? ["none", "key", "hash"] : ["none"],
-        respPubkey: gajim ? ["none", "key"] : ["none"],
+        initPubkey,
+        respPubkey,
         ver: ["1.0"],
         rekeyFreq: String(gajim ? MAX_REKEY_FREQ : this.policy.rekeyFreq),
-        sasAlgs: ["sas28x5"],
-        ...(gajim ? { signAlgs: ["http://www.w3.org/2000/09/xmldsig#rsa-sha256"] } : {}),
+        ...(messages === 4 ? { sasAlgs: ["sas28x5"] } : {}),
+        ...(signAlgs.length ? { signAlgs } : {}),
         myNonce: nonceA,
         modp: pairs.map((x) => String(x.group)),
-        dhhashes: pairs.map((x) => dhCommitment(crypto, x.e)),
+        dh:
+          messages === 4
+            ? { field: "dhhashes", values: pairs.map((x) => dhCommitment(crypto, x.e)) }
+            : { field: "dhkeys", values: pairs.map((x) => x.e) },
       },
       this.profile.formStyle,
     );
@@ -433,6 +519,7 @@ export class ESession {
     this.out.emit({ type: "progress", step: "request-sent" });
     return {
       kind: "awaiting-response",
+      messages,
       nonceA,
       pairs,
       formA: normalize(x.children, this.profile.formStyle),
@@ -460,10 +547,13 @@ export class ESession {
 
   private buildResponse(x: Element, form: DataForm): State {
     const { crypto, random } = this.p;
+    const messages: 3 | 4 = form.fields.some((fd) => fd.var === "dhhashes") ? 4 : 3;
+    if (messages === 3 && (this.policy.allowThreeMessage ?? true) === false)
+      throw new ESessionError("feature-not-implemented", "only 4-message negotiations are accepted", ["dhkeys"]);
     const bad: string[] = [];
+    const offeredIn = (name: string) => offered(form.fields.find((fd) => fd.var === name));
     const pick = (name: string, ours: readonly string[]): string => {
-      const o = offered(form.fields.find((fd) => fd.var === name));
-      const c = o.find((v) => ours.includes(v));
+      const c = offeredIn(name).find((v) => ours.includes(v));
       if (c === undefined) bad.push(name);
       return c ?? "";
     };
@@ -472,7 +562,7 @@ export class ESession {
     if (accept !== "1" && accept !== "true") bad.push("accept");
     const security = pick("security", ["e2e"]);
     const disclosure = pick("disclosure", ["never"]);
-    const loggingOffered = offered(form.fields.find((fd) => fd.var === "logging"));
+    const loggingOffered = offeredIn("logging");
     const otr = value(form, "otr");
     let logging = this.policy.logging.find((l) => loggingOffered.includes(l));
     if (logging === undefined && loggingOffered.length === 0 && otr !== undefined) logging = "mustnot";
@@ -480,34 +570,69 @@ export class ESession {
     const cryptAlgs = pick("crypt_algs", this.ciphers());
     const hashAlgs = pick("hash_algs", this.hashes());
     const compress = pick("compress", ["none"]);
-    const initPubkey = pick("init_pubkey", ["none"]);
-    const respPubkey = pick("resp_pubkey", ["none"]);
+    // resp_pubkey: the first of Alice's acceptable methods we can provide; init_pubkey: what we
+    // require of Alice, the first of our acceptable methods she offered (XEP-0116 4.3.2).
+    const respPubkey = offeredIn("resp_pubkey").find((m) => (this.canProvide(messages) as string[]).includes(m));
+    const initOffered = offeredIn("init_pubkey");
+    const initPubkey = this.acceptable(messages).find((m) => initOffered.includes(m));
+    if (respPubkey === undefined) bad.push("resp_pubkey");
+    if (initPubkey === undefined) bad.push("init_pubkey");
+    let signAlgs = value(form, "sign_algs");
+    if (respPubkey !== "none" || initPubkey !== "none") {
+      const offeredAlgs = offeredIn("sign_algs");
+      const mine = this.p.identity?.signAlg;
+      const canVerify = this.p.verifier?.signAlgs ?? [];
+      signAlgs = offeredAlgs.find(
+        (a) => (respPubkey === "none" || a === mine) && (initPubkey === "none" || canVerify.includes(a)),
+      );
+      if (signAlgs === undefined) bad.push("sign_algs");
+    }
     const ver = pick("ver", ["1.0"]);
-    const sasAlgs = pick("sas_algs", ["sas28x5"]);
-    const stanzasOffered = offered(form.fields.find((fd) => fd.var === "stanzas"));
+    const sasAlgs = messages === 4 ? pick("sas_algs", ["sas28x5"]) : undefined;
+    const stanzasOffered = offeredIn("stanzas");
     const stanzas = this.policy.stanzas.filter((k) => stanzasOffered.includes(k));
     if (stanzas.length === 0) bad.push("stanzas");
-    const modpOffered = offered(form.fields.find((fd) => fd.var === "modp"));
+    const modpOffered = offeredIn("modp");
     const groupIndex = modpOffered.findIndex((g) => isModpGroup(Number(g)) && this.policy.groups.includes(Number(g) as ModpGroup));
     if (groupIndex < 0) bad.push("modp");
     const rekeyOffered = Number(value(form, "rekey_freq") ?? "1");
     if (!Number.isInteger(rekeyOffered) || rekeyOffered < 1 || rekeyOffered > MAX_REKEY_FREQ) bad.push("rekey_freq");
     if (bad.length) {
-      const unsupported = bad.some((b) => ["crypt_algs", "hash_algs", "compress", "sas_algs", "init_pubkey", "resp_pubkey"].includes(b));
+      const unsupported = bad.some((b) => ["crypt_algs", "hash_algs", "compress", "sas_algs", "sign_algs"].includes(b));
       throw new ESessionError(unsupported ? "feature-not-implemented" : "not-acceptable", "unsupported options", bad);
     }
     const group = Number(modpOffered[groupIndex]) as ModpGroup;
-    const hes = b64Values(form, "dhhashes");
-    const he = hes[groupIndex];
-    if (!he || he.length !== 32) throw new ESessionError("bad-request", "dhhashes do not match modp", ["dhhashes"]);
+    const dhValues = b64Values(form, messages === 4 ? "dhhashes" : "dhkeys");
+    const alicesDh = dhValues[groupIndex];
+    if (!alicesDh || (messages === 4 && alicesDh.length !== 32))
+      throw new ESessionError("bad-request", "dh values do not match modp", [messages === 4 ? "dhhashes" : "dhkeys"]);
+    if (messages === 3 && !dhValueInRange(crypto, group, alicesDh)) throw new ESessionError("feature-not-implemented", "e out of range", ["dhkeys"]);
     const nonceA = b64Field(form, "my_nonce");
-    const signAlgs = value(form, "sign_algs");
     // Our nonce mirrors the initiator's length (Gajim used 8 bytes), within 8..32 bytes.
     const nonceB = random.bytes(Math.min(32, Math.max(8, nonceA.length)));
     const counterA = random.bytes(16);
     const y = dhPrivate(crypto, random, group, this.policy.exponentBytes);
     const d = crypto.dhPublic(group, y);
     const rekeyFreq = Math.max(rekeyOffered, this.policy.rekeyFreq);
+    const suite: Suite = { hash: hashAlgs as HashAlg, cipher: cryptAlgs as CipherAlg, group };
+    const choice: Choice = {
+      suite,
+      messages,
+      initPubkey: initPubkey ?? "none",
+      respPubkey: (respPubkey ?? "none") as PubkeyMethod,
+      ...(signAlgs !== undefined ? { signAlg: signAlgs } : {}),
+      options: {
+        group,
+        cipher: suite.cipher,
+        hash: suite.hash,
+        messages,
+        stanzas,
+        logging: logging ?? "mustnot",
+        disclosure,
+        rekeyFreq,
+        profile: this.profile.name,
+      },
+    };
     const response = responseForm(
       {
         accept: true,
@@ -518,11 +643,11 @@ export class ESession {
         hashAlgs,
         compress,
         stanzas,
-        initPubkey,
-        respPubkey,
+        initPubkey: choice.initPubkey,
+        respPubkey: choice.respPubkey,
         ver,
         rekeyFreq: String(rekeyFreq),
-        sasAlgs,
+        ...(sasAlgs !== undefined ? { sasAlgs } : {}),
         ...(signAlgs !== undefined ? { signAlgs } : {}),
         modp: String(group),
         myNonce: nonceB,
@@ -532,32 +657,53 @@ export class ESession {
       },
       fieldOrder(x),
     );
-    const rx = formToXml(response);
-    this.out.send(this.stanza(el("feature", { xmlns: NS.featureNeg }, rx)));
+    const formB = normalize(formToXml(response).children, "spec");
+    const cA = BlockCounter.fromBytes(counterA);
+    if (messages === 3) {
+      // SIGMA-I (XEP-0116 4.3.3-4.3.4): keys now, Bob's identity in the response.
+      const k = dhSecret(crypto, suite, y, alicesDh);
+      const keys = sessionKeys(crypto, suite, this.profile, k);
+      wipe(k);
+      const counterB = cA.flipTopBit();
+      const proof = prove({
+        crypto,
+        suite,
+        profile: this.profile,
+        keys: keys.responder,
+        counter: counterB,
+        mac: { nonceFirst: nonceA, nonceSecond: nonceB, dh: d, forms: [formB] },
+        method: choice.respPubkey,
+        ...(this.p.identity ? { identity: this.p.identity } : {}),
+      });
+      this.out.send(this.stanza(wrapFeature(withIdentity(response, proof.id, proof.m))));
+      this.out.emit({ type: "progress", step: "response-sent" });
+      return {
+        kind: "awaiting-alice-identity-3",
+        choice,
+        nonceA,
+        nonceB,
+        y,
+        e: alicesDh,
+        keys,
+        counterA: cA,
+        counterB,
+        requestX: x,
+        deadline: this.p.clock.now() + this.policy.timeoutMs,
+      };
+    }
+    this.out.send(this.stanza(wrapFeature(response)));
     this.out.emit({ type: "progress", step: "response-sent" });
     return {
       kind: "awaiting-alice-identity",
-      choice: {
-        suite: { hash: hashAlgs as HashAlg, cipher: cryptAlgs as CipherAlg, group },
-        options: {
-          group,
-          cipher: cryptAlgs as CipherAlg,
-          hash: hashAlgs as HashAlg,
-          stanzas,
-          logging: logging ?? "mustnot",
-          disclosure,
-          rekeyFreq,
-          profile: this.profile.name,
-        },
-      },
+      choice,
       nonceA,
       nonceB,
       y,
       d,
-      he,
-      counterA: BlockCounter.fromBytes(counterA),
+      he: alicesDh,
+      counterA: cA,
       requestX: x,
-      formB: normalize(rx.children, "spec"),
+      formB,
       deadline: this.p.clock.now() + this.policy.timeoutMs,
     };
   }
@@ -576,6 +722,7 @@ export class ESession {
     }
     this.out.emit({ type: "progress", step: "response-received" });
     const { crypto } = this.p;
+    const gajim = this.profile.name === "gajim";
     const bad: string[] = [];
     const check = (name: string, allowed: readonly string[]): string => {
       const v = value(form, name);
@@ -585,13 +732,21 @@ export class ESession {
     check("security", ["e2e"]);
     const disclosure = check("disclosure", ["never"]);
     const logging = check("logging", this.policy.logging);
-    const cipher = check("crypt_algs", this.profile.name === "gajim" ? ["aes128-ctr"] : this.ciphers()) as CipherAlg;
-    const hash = check("hash_algs", this.profile.name === "gajim" ? ["sha256"] : this.hashes()) as HashAlg;
+    const cipher = check("crypt_algs", gajim ? ["aes128-ctr"] : this.ciphers()) as CipherAlg;
+    const hash = check("hash_algs", gajim ? ["sha256"] : this.hashes()) as HashAlg;
     check("compress", ["none"]);
-    check("sas_algs", ["sas28x5"]);
+    if (s.messages === 4) check("sas_algs", ["sas28x5"]);
     check("ver", ["1.0"]);
-    check("init_pubkey", ["none"]);
-    check("resp_pubkey", ["none"]);
+    // init_pubkey is what Bob requires of us; resp_pubkey what he provides.
+    const initPubkey = check("init_pubkey", gajim ? ["none"] : this.canProvide(s.messages)) as PubkeyMethod;
+    const respPubkey = check("resp_pubkey", gajim ? ["none"] : this.acceptable(s.messages)) as PubkeyMethod;
+    let signAlg: string | undefined;
+    if (initPubkey !== "none" || respPubkey !== "none") {
+      signAlg = value(form, "sign_algs");
+      const okSign = initPubkey === "none" || signAlg === this.p.identity?.signAlg;
+      const okVerify = respPubkey === "none" || (signAlg !== undefined && (this.p.verifier?.signAlgs ?? []).includes(signAlg));
+      if (signAlg === undefined || !okSign || !okVerify) bad.push("sign_algs");
+    }
     const groupStr = check(
       "modp",
       s.pairs.map((x) => String(x.group)),
@@ -599,7 +754,7 @@ export class ESession {
     const stanzas = (form.fields.find((fd) => fd.var === "stanzas")?.values ?? []) as string[];
     if (stanzas.length === 0 || !stanzas.every((k) => (this.policy.stanzas as readonly string[]).includes(k))) bad.push("stanzas");
     const rekeyFreq = Number(value(form, "rekey_freq") ?? "");
-    const askedRekey = this.profile.name === "gajim" ? MAX_REKEY_FREQ : this.policy.rekeyFreq;
+    const askedRekey = gajim ? MAX_REKEY_FREQ : this.policy.rekeyFreq;
     if (!Number.isInteger(rekeyFreq) || rekeyFreq < askedRekey || rekeyFreq > MAX_REKEY_FREQ) bad.push("rekey_freq");
     if (bad.length) throw new ESessionError("not-acceptable", "response options were not offered", bad);
     const nonce = b64Field(form, "nonce");
@@ -614,46 +769,116 @@ export class ESession {
     const suite: Suite = { hash, cipher, group: pair.group };
     const counterA = BlockCounter.fromBytes(counterBytes);
     const counterB = counterA.flipTopBit();
+    const choice: Choice = {
+      suite,
+      messages: s.messages,
+      initPubkey,
+      respPubkey,
+      ...(signAlg !== undefined ? { signAlg } : {}),
+      options: { group: pair.group, cipher, hash, messages: s.messages, stanzas: stanzas as StanzaKind[], logging, disclosure, rekeyFreq, profile: this.profile.name },
+    };
+    for (const other of s.pairs) if (other !== pair) wipe(other.x);
     const k = dhSecret(crypto, suite, pair.x, d);
+    if (s.messages === 3) {
+      // SIGMA-I: verify Bob's identity now, then prove ours; the session is then active.
+      const keys = sessionKeys(crypto, suite, this.profile, k);
+      wipe(k);
+      const formB = normalize(formChildren(carried.x, ["identity", "mac"]), this.profile.formStyle);
+      const peer = this.verifyPeer(choice, keys.responder, counterB, {
+        mac: { nonceFirst: s.nonceA, nonceSecond: nonceB, dh: d, forms: [formB] },
+        method: respPubkey,
+        id: b64Field(form, "identity"),
+        m: b64Field(form, "mac"),
+      });
+      const a2 = aliceIdentityForm({ nonce: nonceB });
+      const formA2 = normalize(formToXml(a2).children, this.profile.formStyle);
+      const proof = this.proveOurs(choice, keys.initiator, counterA, {
+        mac: { nonceFirst: nonceB, nonceSecond: s.nonceA, dh: pair.e, forms: [s.formA, formA2] },
+        method: initPubkey,
+      });
+      this.out.send(this.stanza(wrapFeature(withIdentity(a2, proof.id, proof.m))));
+      this.out.emit({ type: "progress", step: "identity-sent" });
+      this.activate(choice, keys, "initiator", counterA, counterB, pair.x, d, { peerKey: peer });
+      return;
+    }
     const prov = sessionKeys(crypto, suite, this.profile, k);
     // Hiding Alice's identity: mac_A, ID_A, M_A.
     const rshashes = this.rshashes(suite, s.nonceA);
     const a2 = aliceIdentityForm({ nonce: nonceB, rshashes, dhkeys: pair.e });
-    const a2x = formToXml(a2);
-    const formA2 = normalize(a2x.children, this.profile.formStyle);
-    const macA = sigmaMac(crypto, suite, req(prov.initiator.ks), nonceB, s.nonceA, pair.e, s.formA, formA2);
-    const cBefore = counterA.mpi();
-    const idA = ctrCrypt(crypto, this.profile, prov.initiator.kc, counterA, macA);
-    const mA = identityMac(crypto, suite, prov.initiator.km, cBefore, idA);
-    this.out.send(this.stanza(wrapFeature(withIdentity(a2, idA, mA))));
+    const formA2 = normalize(formToXml(a2).children, this.profile.formStyle);
+    const proof = this.proveOurs(choice, prov.initiator, counterA, {
+      mac: { nonceFirst: nonceB, nonceSecond: s.nonceA, dh: pair.e, forms: [s.formA, formA2] },
+      method: initPubkey,
+    });
+    this.out.send(this.stanza(wrapFeature(withIdentity(a2, proof.id, proof.m))));
     this.out.emit({ type: "progress", step: "identity-sent" });
-    for (const other of s.pairs) if (other !== pair) wipe(other.x);
     this.state = {
       kind: "awaiting-bob-identity",
-      choice: {
-        suite,
-        options: {
-          group: pair.group,
-          cipher,
-          hash,
-          stanzas: stanzas as StanzaKind[],
-          logging,
-          disclosure,
-          rekeyFreq,
-          profile: this.profile.name,
-        },
-      },
+      choice,
       nonceA: s.nonceA,
       nonceB,
       pair,
       d,
       k,
-      macA: mA,
+      macA: proof.m,
       counterA,
       counterB,
       responseX: carried.x,
       deadline: s.deadline,
     };
+  }
+
+  private proveOurs(
+    choice: Choice,
+    keys: DirectionKeys,
+    counter: BlockCounter,
+    a: { readonly mac: MacInput; readonly method: PubkeyMethod },
+  ): Proof {
+    try {
+      return prove({
+        crypto: this.p.crypto,
+        suite: choice.suite,
+        profile: this.profile,
+        keys,
+        counter,
+        mac: a.mac,
+        method: a.method,
+        ...(this.p.identity ? { identity: this.p.identity } : {}),
+      });
+    } catch (e) {
+      if (e instanceof IdentityError) throw new ESessionError("not-acceptable", "we have no key for the requested identification", ["init_pubkey"]);
+      throw e;
+    }
+  }
+
+  private verifyPeer(
+    choice: Choice,
+    keys: DirectionKeys,
+    counter: BlockCounter,
+    a: { readonly mac: MacInput; readonly method: PubkeyMethod; readonly id: Uint8Array; readonly m: Uint8Array; readonly mChecked?: boolean; readonly profile?: Profile },
+  ): PeerKey | undefined {
+    try {
+      const r = verify({
+        crypto: this.p.crypto,
+        suite: choice.suite,
+        profile: a.profile ?? this.profile,
+        keys,
+        counter,
+        mac: a.mac,
+        method: a.method,
+        id: a.id,
+        m: a.m,
+        ...(a.mChecked ? { mChecked: true } : {}),
+        ...(choice.signAlg !== undefined ? { signAlg: choice.signAlg } : {}),
+        ...(this.p.verifier ? { verifier: this.p.verifier } : {}),
+      });
+      if (r.peerKey && this.p.verifier?.accept && !this.p.verifier.accept(r.peerKey))
+        throw new ESessionError("identity-mismatch", "the peer's key is not trusted", ["identity"]);
+      return r.peerKey;
+    } catch (e) {
+      if (e instanceof IdentityError) throw new ESessionError("identity-mismatch", e.reason, [e.reason === "bad-mac" ? "mac" : "identity"]);
+      throw e;
+    }
   }
 
   /** rshashes: HMAC(N_A, RS) per retained secret, plus random decoys (row 12). */
@@ -663,7 +888,7 @@ export class ESession {
     const decoys =
       this.profile.rshashDecoys === "gajim" ? (real.length ? 0 : 1) : 2 + ((random.bytes(1)[0] ?? 0) % 2);
     const all = [...real];
-    for (let i = 0; i < decoys; i++) all.push(random.bytes(32));
+    for (let i = 0; i < decoys; i++) all.push(random.bytes(suite.hash === "sha256" ? 32 : suite.hash === "sha384" ? 48 : 64));
     // Shuffle so that position reveals nothing.
     for (let i = all.length - 1; i > 0; i--) {
       const j = (random.bytes(1)[0] ?? 0) % (i + 1);
@@ -675,6 +900,27 @@ export class ESession {
       }
     }
     return this.profile.rshashDecoys === "gajim" ? [...real, ...all.filter((x) => !real.includes(x))] : all;
+  }
+
+  // ---- Bob: 3-message, verifying Alice ------------------------------------------------
+
+  private onAliceIdentity3(s: Extract<State, { kind: "awaiting-alice-identity-3" }>, stanza: Element): void {
+    const carried = carriedForm(stanza);
+    if (!carried || carried.kind !== "feature" || carried.form.type !== "result")
+      throw new ESessionError("unexpected-request", "expected Alice's identity");
+    const form = carried.form;
+    this.out.emit({ type: "progress", step: "identity-received" });
+    if (!equalBytes(b64Field(form, "nonce"), s.nonceB)) throw new ESessionError("bad-request", "nonce", ["nonce"]);
+    const formA = normalize(s.requestX.children, this.profile.formStyle);
+    const formA2 = normalize(formChildren(carried.x, ["identity", "mac"]), this.profile.formStyle);
+    const counterA = s.counterA.clone();
+    const peer = this.verifyPeer(s.choice, s.keys.initiator, counterA, {
+      mac: { nonceFirst: s.nonceB, nonceSecond: s.nonceA, dh: s.e, forms: [formA, formA2] },
+      method: s.choice.initPubkey,
+      id: b64Field(form, "identity"),
+      m: b64Field(form, "mac"),
+    });
+    this.activate(s.choice, s.keys, "responder", counterA, s.counterB, s.y, s.e, { peerKey: peer });
   }
 
   // ---- Bob: message 4 ---------------------------------------------------------------
@@ -696,24 +942,33 @@ export class ESession {
     const k = dhSecret(crypto, suite, s.y, e);
     // M_A is profile-independent (KM is the full HMAC): check it before anything else.
     const provKm = sessionKeys(crypto, suite, SPEC_PROFILE, k).initiator.km;
-    const cBefore = s.counterA.mpi();
-    if (!equalBytes(identityMac(crypto, suite, provKm, cBefore, idA), mA))
+    if (!equalBytes(identityMac(crypto, suite, provKm, s.counterA.mpi(), idA), mA))
       throw new ESessionError("identity-mismatch", "M_A does not verify", ["mac"]);
-    // Detect the initiator's profile: accept only the reading whose mac_A matches.
-    let found: { profile: Profile; counter: BlockCounter } | undefined;
+    // Detect the initiator's profile: accept only the reading whose mac_A verifies.
+    let found: { profile: Profile; counter: BlockCounter; peerKey: PeerKey | undefined } | undefined;
+    let lastError: ESessionError | undefined;
     for (const profile of this.p.profile ? [this.p.profile] : DETECTABLE_PROFILES) {
       const prov = sessionKeys(crypto, suite, profile, k);
       const counter = s.counterA.clone();
-      const macA = ctrCrypt(crypto, profile, prov.initiator.kc, counter, idA);
       const formA = normalize(s.requestX.children, profile.formStyle);
       const formA2 = normalize(formChildren(carried.x, ["identity", "mac"]), profile.formStyle);
-      const expect = sigmaMac(crypto, suite, req(prov.initiator.ks), s.nonceB, s.nonceA, e, formA, formA2);
-      if (equalBytes(expect, macA)) {
-        found = { profile, counter };
+      try {
+        const peerKey = this.verifyPeer(s.choice, prov.initiator, counter, {
+          mac: { nonceFirst: s.nonceB, nonceSecond: s.nonceA, dh: e, forms: [formA, formA2] },
+          method: s.choice.initPubkey,
+          id: idA,
+          m: mA,
+          mChecked: true,
+          profile,
+        });
+        found = { profile, counter, peerKey };
         break;
+      } catch (err) {
+        if (!(err instanceof ESessionError)) throw err;
+        lastError = err;
       }
     }
-    if (!found) throw new ESessionError("identity-mismatch", "mac_A does not verify", ["identity"]);
+    if (!found) throw lastError ?? new ESessionError("identity-mismatch", "mac_A does not verify", ["identity"]);
     this.profile = found.profile;
     // Shared retained secret: this JID's secrets first, then every other JID's.
     const rshashes = b64Values(form, "rshashes");
@@ -721,18 +976,17 @@ export class ESession {
     const kf = finalSecret(crypto, suite, k, srs?.secret, this.p.otherSecret);
     wipe(k);
     const keys = sessionKeys(crypto, suite, this.profile, kf);
-    const srshash = srs ? sharedRetainedSecretHash(crypto, suite, srs.secret) : this.p.random.bytes(32);
+    const hashLen = crypto.hash(suite.hash).length;
+    const srshash = srs ? sharedRetainedSecretHash(crypto, suite, srs.secret) : this.p.random.bytes(hashLen);
     const b2 = bobIdentityForm({ nonce: s.nonceA, srshash });
-    const b2x = formToXml(b2);
-    const formB2 = normalize(b2x.children, this.profile.formStyle);
-    const formB = s.formB;
-    const macB = sigmaMac(crypto, suite, req(keys.responder.ks), s.nonceA, s.nonceB, s.d, formB, formB2);
+    const formB2 = normalize(formToXml(b2).children, this.profile.formStyle);
     const counterB = s.counterA.flipTopBit();
-    const cbBefore = counterB.mpi();
-    const idB = ctrCrypt(crypto, this.profile, keys.responder.kc, counterB, macB);
-    const mB = identityMac(crypto, suite, keys.responder.km, cbBefore, idB);
-    this.out.send(this.stanza(wrapInit(withIdentity(b2, idB, mB))));
-    const sas = sas28x5(crypto, this.profile, mA, formB);
+    const proof = this.proveOurs(s.choice, keys.responder, counterB, {
+      mac: { nonceFirst: s.nonceA, nonceSecond: s.nonceB, dh: s.d, forms: [s.formB, formB2] },
+      method: s.choice.respPubkey,
+    });
+    this.out.send(this.stanza(wrapInit(withIdentity(b2, proof.id, proof.m))));
+    const sas = sas28x5(crypto, this.profile, mA, s.formB);
     const rs = newRetainedSecret(crypto, suite, kf);
     wipe(kf);
     this.activate(
@@ -743,9 +997,7 @@ export class ESession {
       counterB,
       s.y,
       e,
-      sas,
-      rs,
-      srs,
+      { sas, retained: rs, srs, peerKey: found.peerKey },
     );
   }
 
@@ -775,21 +1027,19 @@ export class ESession {
     const kf = finalSecret(crypto, suite, s.k, srs?.secret, this.p.otherSecret);
     wipe(s.k);
     const keys = sessionKeys(crypto, suite, this.profile, kf);
-    const idB = b64Field(form, "identity");
-    const mB = b64Field(form, "mac");
-    const cbBefore = s.counterB.mpi();
-    if (!equalBytes(identityMac(crypto, suite, keys.responder.km, cbBefore, idB), mB))
-      throw new ESessionError("identity-mismatch", "M_B does not verify", ["mac"]);
     const counterB = s.counterB.clone();
-    const macB = ctrCrypt(crypto, this.profile, keys.responder.kc, counterB, idB);
     const formB = normalize(s.responseX.children, this.profile.formStyle);
     const formB2 = normalize(formChildren(carried.x, ["identity", "mac"]), this.profile.formStyle);
-    const expect = sigmaMac(crypto, suite, req(keys.responder.ks), s.nonceA, s.nonceB, s.d, formB, formB2);
-    if (!equalBytes(expect, macB)) throw new ESessionError("identity-mismatch", "mac_B does not verify", ["identity"]);
+    const peerKey = this.verifyPeer(s.choice, keys.responder, counterB, {
+      mac: { nonceFirst: s.nonceA, nonceSecond: s.nonceB, dh: s.d, forms: [formB, formB2] },
+      method: s.choice.respPubkey,
+      id: b64Field(form, "identity"),
+      m: b64Field(form, "mac"),
+    });
     const sas = sas28x5(crypto, this.profile, s.macA, formB);
     const rs = newRetainedSecret(crypto, suite, kf);
     wipe(kf);
-    this.activate(s.choice, keys, "initiator", s.counterA, counterB, s.pair.x, s.d, sas, rs, srs);
+    this.activate(s.choice, keys, "initiator", s.counterA, counterB, s.pair.x, s.d, { sas, retained: rs, srs, peerKey });
   }
 
   private activate(
@@ -800,9 +1050,12 @@ export class ESession {
     counterB: BlockCounter,
     myPrivate: Uint8Array,
     peerPublic: Uint8Array,
-    sas: string,
-    retained: Uint8Array,
-    srs: RetainedSecretRef | undefined,
+    result: {
+      readonly sas?: string;
+      readonly retained?: Uint8Array;
+      readonly srs?: RetainedSecretRef | undefined;
+      readonly peerKey?: PeerKey | undefined;
+    },
   ): void {
     const mine = role === "initiator" ? keys.initiator : keys.responder;
     const theirs = role === "initiator" ? keys.responder : keys.initiator;
@@ -822,18 +1075,21 @@ export class ESession {
       rekeyFreq: choice.options.rekeyFreq,
       stanzas: new Set(choice.options.stanzas),
       ...(this.policy.blockLimit !== undefined ? { blockLimit: this.policy.blockLimit } : {}),
-      ...(this.policy.exponentBytes !== undefined ? { exponentBytes: this.policy.exponentBytes } : {}),
       ...(this.policy.autoRekeyEvery !== undefined ? { autoRekeyEvery: this.policy.autoRekeyEvery } : {}),
+      ...(this.policy.exponentBytes !== undefined ? { exponentBytes: this.policy.exponentBytes } : {}),
     });
     this.state = { kind: "active", channel, options: choice.options };
     this.out.emit({ type: "progress", step: "identity-verified" });
     this.out.emit({
       type: "established",
-      sas,
       options: choice.options,
-      retainedSecretMatched: srs !== undefined,
-      newRetainedSecret: retained,
-      ...(srs ? { replaces: srs.id } : {}),
+      initPubkey: choice.initPubkey,
+      respPubkey: choice.respPubkey,
+      retainedSecretMatched: result.srs !== undefined,
+      ...(result.sas !== undefined ? { sas: result.sas } : {}),
+      ...(result.retained ? { newRetainedSecret: result.retained } : {}),
+      ...(result.srs ? { replaces: result.srs.id } : {}),
+      ...(result.peerKey ? { peerKey: result.peerKey } : {}),
     });
   }
 
@@ -928,6 +1184,9 @@ export class ESession {
         break;
       case "awaiting-alice-identity":
         wipe(s.y);
+        break;
+      case "awaiting-alice-identity-3":
+        wipe(s.y, s.keys.initiator.kc, s.keys.initiator.km, s.keys.responder.kc, s.keys.responder.km);
         break;
       case "awaiting-bob-identity":
         wipe(s.k, s.pair.x);

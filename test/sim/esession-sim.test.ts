@@ -24,6 +24,7 @@ async function established(p: Pair): Promise<{ aliceSas: string; bobSas: string 
   const a = await est;
   const b = p.bobEvents.find((e): e is Extract<ClientEvent, { type: "established" }> => e.type === "established");
   assert.ok(b, "bob established");
+  assert.ok(a.sas !== undefined && b.sas !== undefined, "4-message negotiations produce a SAS");
   return { aliceSas: a.sas, bobSas: b.sas };
 }
 

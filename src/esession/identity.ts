@@ -1,0 +1,174 @@
+/**
+ * SIGMA identity proof and verification for ESession negotiation: mac, optional public key
+ * and signature, encryption under KC with counter C, and the integrity value M.
+ *
+ * Spec: XEP-0116 v0.16 sections 4.3.3 "Hiding Bob's Identity", 4.4.2 "Verifying Bob's
+ * Identity", 4.4.3 "Hiding Alice's Identity", 4.5.1 "Verifying Alice's Identity":
+ *   mac  = HMAC(HASH, KS, {N1, N2, dh, pubKey, form1[, form2]})
+ *   sign = SIGN(signKey, mac)                        (unless the method is 'none')
+ *   pubKey -> '<fingerprint>' + HASH(pubKey) + '</fingerprint>'   (method 'hash')
+ *   ID   = CIPHER(KC, C, {pubKey, <SignatureValue>sign</SignatureValue>})  or CIPHER(KC, C, mac)
+ *   M    = HMAC(HASH, KM, C, ID)
+ * pubKey is the Normalized <KeyValue/> (XML-DSig) in the MAC whatever the method; a zero
+ * length string when the method is 'none' (so XEP-0217 is the 'none' case). Fingerprints
+ * are Base64 on the wire (interpretation row 13).
+ */
+import { equalBytes, fromBase64, fromUtf8, toBase64, utf8 } from "../core/bytes.js";
+import type { CryptoProvider, HashAlg } from "../crypto/provider.js";
+import { el, type Element, normalize, parseFragment, XmlError } from "../xml/index.js";
+import { BlockCounter, ctrCrypt, type DirectionKeys, identityMac, type Suite } from "./keys.js";
+import type { Profile } from "./profile.js";
+
+export type PubkeyMethod = "key" | "hash" | "none";
+export const PUBKEY_METHODS: readonly PubkeyMethod[] = ["key", "hash", "none"];
+
+export const NS_XMLDSIG = "http://www.w3.org/2000/09/xmldsig#";
+
+/** Our long-term signing key, as the negotiation needs it. */
+export interface SigningIdentity {
+  /** The xmldsig algorithm URI it signs with (a `sign_algs` value). */
+  readonly signAlg: string;
+  /** Its public half as an XML-DSig `<KeyValue/>`. */
+  readonly keyValue: Element;
+  sign(data: Uint8Array): Uint8Array;
+}
+
+/** Verifies peers' signatures and resolves fingerprints of keys we already hold. */
+export interface KeyVerifier {
+  /** The `sign_algs` values this verifier can check. */
+  readonly signAlgs: readonly string[];
+  verify(signAlg: string, keyValue: Element, data: Uint8Array, signature: Uint8Array): boolean;
+  /** A key of the peer we hold whose fingerprint matches (for the 'hash' method). */
+  lookup(fingerprint: Uint8Array, hash: HashAlg): Element | undefined;
+}
+
+/** What the verifier learned about the peer's key. */
+export interface PeerKey {
+  readonly keyValue: Element;
+  /** HASH(Normalized KeyValue) with the negotiated hash. */
+  readonly fingerprint: Uint8Array;
+  readonly signAlg: string;
+}
+
+export function normalizedKey(keyValue: Element): string {
+  return normalize([keyValue]);
+}
+
+export function keyFingerprint(c: CryptoProvider, hash: HashAlg, keyValue: Element): Uint8Array {
+  return c.hash(hash, utf8(normalizedKey(keyValue)));
+}
+
+export interface MacInput {
+  readonly nonceFirst: Uint8Array;
+  readonly nonceSecond: Uint8Array;
+  readonly dh: Uint8Array;
+  readonly forms: readonly string[];
+}
+
+function sigma(c: CryptoProvider, s: Suite, ks: Uint8Array, m: MacInput, pubKey: string): Uint8Array {
+  return c.hmac(s.hash, ks, m.nonceFirst, m.nonceSecond, m.dh, pubKey, ...m.forms);
+}
+
+export interface ProveArgs {
+  readonly crypto: CryptoProvider;
+  readonly suite: Suite;
+  readonly profile: Profile;
+  readonly keys: DirectionKeys;
+  /** Advanced past the identity blocks. */
+  readonly counter: BlockCounter;
+  readonly mac: MacInput;
+  readonly method: PubkeyMethod;
+  readonly identity?: SigningIdentity;
+}
+
+export interface Proof {
+  readonly id: Uint8Array;
+  readonly m: Uint8Array;
+  /** The SIGMA mac (the SAS input for Alice is M, not this). */
+  readonly sigmaMac: Uint8Array;
+}
+
+export class IdentityError extends Error {
+  override readonly name = "IdentityError";
+  constructor(
+    readonly reason: "no-identity" | "bad-mac" | "bad-identity" | "unknown-key" | "bad-signature" | "untrusted-key",
+  ) {
+    super(reason);
+  }
+}
+
+/** Builds ID and M for our side. Throws IdentityError("no-identity") if a key is required but absent. */
+export function prove(a: ProveArgs): Proof {
+  const { crypto: c, suite: s } = a;
+  if (a.method !== "none" && !a.identity) throw new IdentityError("no-identity");
+  const pubKey = a.method === "none" || !a.identity ? "" : normalizedKey(a.identity.keyValue);
+  const mac = sigma(c, s, req(a.keys.ks), a.mac, pubKey);
+  let plain: Uint8Array;
+  if (a.method === "none" || !a.identity) plain = mac;
+  else {
+    const sig = el("SignatureValue", {}, toBase64(a.identity.sign(mac)));
+    const id = a.method === "key" ? pubKey : normalize([el("fingerprint", {}, toBase64(c.hash(s.hash, utf8(pubKey))))]);
+    plain = utf8(id + normalize([sig]));
+  }
+  const before = a.counter.mpi();
+  const id = ctrCrypt(c, a.profile, a.keys.kc, a.counter, plain);
+  return { id, m: identityMac(c, s, a.keys.km, before, id), sigmaMac: mac };
+}
+
+export interface VerifyArgs {
+  readonly crypto: CryptoProvider;
+  readonly suite: Suite;
+  readonly profile: Profile;
+  readonly keys: DirectionKeys;
+  readonly counter: BlockCounter;
+  readonly mac: MacInput;
+  readonly method: PubkeyMethod;
+  readonly signAlg?: string;
+  readonly verifier?: KeyVerifier;
+  readonly id: Uint8Array;
+  readonly m: Uint8Array;
+  /** Skip the M check (already done by the caller for profile detection). */
+  readonly mChecked?: boolean;
+}
+
+/** Checks M, decrypts ID, checks mac or signature. Returns the peer's key (if any). */
+export function verify(a: VerifyArgs): { readonly peerKey?: PeerKey } {
+  const { crypto: c, suite: s } = a;
+  const before = a.counter.mpi();
+  if (!a.mChecked && !equalBytes(identityMac(c, s, a.keys.km, before, a.id), a.m)) throw new IdentityError("bad-mac");
+  const plain = ctrCrypt(c, a.profile, a.keys.kc, a.counter, a.id);
+  if (a.method === "none") {
+    if (!equalBytes(sigma(c, s, req(a.keys.ks), a.mac, ""), plain)) throw new IdentityError("bad-mac");
+    return {};
+  }
+  if (!a.verifier || a.signAlg === undefined) throw new IdentityError("unknown-key");
+  let parts: Element[];
+  try {
+    parts = parseFragment(fromUtf8(plain), NS_XMLDSIG).filter((x): x is Element => typeof x !== "string");
+  } catch (e) {
+    if (e instanceof XmlError || e instanceof TypeError) throw new IdentityError("bad-identity");
+    throw e;
+  }
+  const [first, sigEl] = parts;
+  if (!first || !sigEl || sigEl.name !== "SignatureValue" || parts.length !== 2) throw new IdentityError("bad-identity");
+  const sig = fromBase64(sigEl.getText());
+  if (!sig) throw new IdentityError("bad-identity");
+  let keyValue: Element | undefined;
+  if (a.method === "key") {
+    if (first.name !== "KeyValue") throw new IdentityError("bad-identity");
+    keyValue = first;
+  } else {
+    const fp = first.name === "fingerprint" ? fromBase64(first.getText()) : undefined;
+    if (!fp) throw new IdentityError("bad-identity");
+    keyValue = a.verifier.lookup(fp, s.hash);
+    if (!keyValue) throw new IdentityError("unknown-key");
+  }
+  const mac = sigma(c, s, req(a.keys.ks), a.mac, normalizedKey(keyValue));
+  if (!a.verifier.verify(a.signAlg, keyValue, mac, sig)) throw new IdentityError("bad-signature");
+  return { peerKey: { keyValue, fingerprint: keyFingerprint(c, s.hash, keyValue), signAlg: a.signAlg } };
+}
+
+function req(b: Uint8Array | undefined): Uint8Array {
+  if (!b) throw new IdentityError("bad-mac");
+  return b;
+}
