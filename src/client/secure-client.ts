@@ -450,7 +450,8 @@ function isESessionRequest(stanza: Element): boolean {
     c.kind === "feature" &&
     c.form.type === "form" &&
     value(c.form, "FORM_TYPE") === NS.ssn &&
-    c.form.fields.some((f) => f.var === "dhhashes")
+    // 4-message requests commit with 'dhhashes'; 3-message ones carry 'dhkeys' (XEP-0116 4.2).
+    c.form.fields.some((f) => f.var === "dhhashes" || f.var === "dhkeys")
   );
 }
 

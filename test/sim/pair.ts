@@ -6,7 +6,7 @@
  * Spec: none (test support); see ../shared/docs/architecture.md "Tests, four kinds".
  */
 import { Switchboard, type Relayed } from "../../src/adapters/switchboard.js";
-import { type ClientEvent, SecureClient, type Timers } from "../../src/client/secure-client.js";
+import { type ClientEvent, SecureClient, type SecureClientOptions, type Timers } from "../../src/client/secure-client.js";
 import { SeededRandom, VirtualClock } from "../../src/core/testing.js";
 import { type FullJid, parseFullJid } from "../../src/core/types.js";
 import { nodeCrypto } from "../../src/crypto/node.js";
@@ -20,6 +20,9 @@ export interface PairOptions {
   readonly aliceProfile?: ProfileName;
   readonly bobProfile?: ProfileName;
   readonly policy?: Partial<Policy>;
+  /** Per-side overrides (policy, identity, verifier) merged over the shared ones. */
+  readonly alice?: Partial<Pick<SecureClientOptions, "policy" | "identity" | "verifier" | "otherSecret">>;
+  readonly bob?: Partial<Pick<SecureClientOptions, "policy" | "identity" | "verifier" | "otherSecret">>;
   readonly aliceStore?: Store;
   readonly bobStore?: Store;
   readonly board?: Switchboard;
@@ -77,8 +80,10 @@ export function makePair(o: PairOptions = {}): Pair {
   const aliceStore = o.aliceStore ?? new MemoryStore();
   const bobStore = o.bobStore ?? new MemoryStore();
   const seed = o.seed ?? "pair";
-  const mk = (jid: FullJid, store: Store, profile: ProfileName | undefined, who: string) =>
-    new SecureClient({
+  const mk = (jid: FullJid, store: Store, profile: ProfileName | undefined, who: "alice" | "bob") => {
+    const side = o[who] ?? {};
+    const policy = { ...o.policy, ...side.policy };
+    return new SecureClient({
       connection: board.connect(jid),
       store,
       crypto: nodeCrypto,
@@ -86,8 +91,12 @@ export function makePair(o: PairOptions = {}): Pair {
       clock,
       timers,
       ...(profile ? { profile } : {}),
-      ...(o.policy ? { policy: o.policy } : {}),
+      ...(Object.keys(policy).length ? { policy } : {}),
+      ...(side.identity ? { identity: side.identity } : {}),
+      ...(side.verifier ? { verifier: side.verifier } : {}),
+      ...(side.otherSecret ? { otherSecret: side.otherSecret } : {}),
     });
+  };
   const alice = mk(aliceJid, aliceStore, o.aliceProfile, "alice");
   const bob = mk(bobJid, bobStore, o.bobProfile, "bob");
   const aliceEvents: ClientEvent[] = [];

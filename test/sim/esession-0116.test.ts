@@ -1,0 +1,141 @@
+/**
+ * XEP-0116 Encrypted Session Negotiation beyond XEP-0217: public-key identification
+ * ('key', 'hash', 'none' on each side) with signatures over the SIGMA MACs, the 3-message
+ * SIGMA-I negotiation, the Other Shared Secret, and the attacks each mechanism stops.
+ *
+ * Spec: XEP-0116 v0.16 sections 4.2-4.6 (3- and 4-message negotiation, hiding and
+ * verifying identities), 7 (security considerations).
+ */
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { ClientEvent } from "../../src/client/secure-client.js";
+import { toBase64, utf8 } from "../../src/core/bytes.js";
+import { normalizedKey, type PubkeyMethod } from "../../src/esession/identity.js";
+import { NS, parseXml } from "../../src/xml/index.js";
+import { rsaIdentity, rsaVerifier } from "../support/rsa-identity.js";
+import { makePair, type Pair } from "./pair.js";
+
+const aliceKey = rsaIdentity();
+const bobKey = rsaIdentity();
+const malloryKey = rsaIdentity();
+
+type Est = Extract<ClientEvent, { type: "established" }>;
+
+async function run(p: Pair): Promise<{ a: Est; b: Est }> {
+  const est = p.alice.startSession(p.bobJid);
+  est.catch(() => undefined);
+  await p.settle();
+  await est;
+  const a = p.aliceEvents.find((e): e is Est => e.type === "established");
+  const b = p.bobEvents.find((e): e is Est => e.type === "established");
+  assert.ok(a && b, "both established");
+  return { a, b };
+}
+
+function failures(evs: readonly ClientEvent[]): string[] {
+  return evs.flatMap((e) => (e.type === "failed" ? [e.error.condition] : []));
+}
+
+const methods: PubkeyMethod[] = ["key", "hash", "none"];
+
+for (const messages of [4, 3] as const) {
+  for (const init of methods) {
+    for (const resp of methods) {
+      if (messages === 3 && (init === "none" || resp === "none")) continue; // 'none' MUST NOT be used with 3 messages
+      test(`${messages}-message negotiation, init_pubkey=${init}, resp_pubkey=${resp}`, async () => {
+        const p = makePair({
+          seed: `m${messages}-${init}-${resp}`,
+          policy: { messages },
+          // Alice offers exactly `init`; she accepts exactly `resp` from Bob (and knows Bob's key for 'hash').
+          alice: { identity: aliceKey, verifier: rsaVerifier([bobKey.keyValue]), policy: { offerPubkey: [init], acceptPubkey: [resp] } },
+          bob: { identity: bobKey, verifier: rsaVerifier([aliceKey.keyValue]), policy: { acceptPubkey: [init] } },
+        });
+        const { a, b } = await run(p);
+        assert.equal(a.initPubkey, init);
+        assert.equal(a.respPubkey, resp);
+        assert.equal(a.options.messages, messages);
+        // Each side learned the other's real key when one was used.
+        if (resp !== "none") assert.equal(normalizeKey(a.peerKey?.keyValue), normalizeKey(bobKey.keyValue));
+        else assert.equal(a.peerKey, undefined);
+        if (init !== "none") assert.equal(normalizeKey(b.peerKey?.keyValue), normalizeKey(aliceKey.keyValue));
+        else assert.equal(b.peerKey, undefined);
+        if (messages === 4) assert.equal(a.sas, b.sas);
+        else assert.equal(a.sas, undefined, "no SAS without hash commitment");
+        await p.alice.sendMessage(p.bobJid, "signed and sealed");
+        await p.bob.sendMessage(p.aliceJid, "and back");
+        await p.settle();
+        assert.deepEqual(p.bodies("bob"), ["signed and sealed"]);
+        assert.deepEqual(p.bodies("alice"), ["and back"]);
+        // Identity protection: keys never cross the wire in the clear.
+        const modulus = bobKey.keyValue.getChild("RSAKeyValue")?.getChildText("Modulus") ?? "";
+        for (const r of p.relayed) assert.ok(!r.text.includes(modulus.slice(0, 40)), "public key visible on the wire");
+      });
+    }
+  }
+}
+
+function normalizeKey(k: import("../../src/xml/index.js").Element | undefined): string | undefined {
+  return k ? normalizedKey(k) : undefined;
+}
+
+test("a responder that only does 4 messages answers a 3-message request with feature-not-implemented on dhkeys", async () => {
+  const p = makePair({
+    seed: "only4",
+    alice: { identity: aliceKey, verifier: rsaVerifier(), policy: { messages: 3, offerPubkey: ["key"], acceptPubkey: ["key"] } },
+    bob: { identity: bobKey, verifier: rsaVerifier(), policy: { allowThreeMessage: false, acceptPubkey: ["key"] } },
+  });
+  const est = p.alice.startSession(p.bobJid);
+  est.catch(() => undefined);
+  await p.settle();
+  await assert.rejects(est);
+  const err = p.relayed.find((r) => r.stanza.attrs.type === "error");
+  assert.ok(err?.stanza.getChild("error")?.getChild("feature-not-implemented", NS.stanzas));
+  assert.equal(err?.stanza.getChild("error")?.getChild("feature", NS.featureNeg)?.getChild("field")?.attrs.var, "dhkeys");
+});
+
+test("a substituted public key (man in the middle with his own key) fails the signature", async () => {
+  // Mallory swaps Bob's identity for his own in flight cannot re-encrypt it (he lacks KC);
+  // the realistic attack is a responder presenting a different key: the trust check rejects it.
+  const p = makePair({
+    seed: "keyswap",
+    alice: { identity: aliceKey, verifier: rsaVerifier([], (k) => normalizeKey(k.keyValue) === normalizeKey(bobKey.keyValue)), policy: { acceptPubkey: ["key"] } },
+    bob: { identity: malloryKey, verifier: rsaVerifier(), policy: {} },
+  });
+  const est = p.alice.startSession(p.bobJid);
+  est.catch(() => undefined);
+  await p.settle();
+  await assert.rejects(est, /identity-mismatch|not trusted/);
+  assert.ok(failures(p.aliceEvents).includes("identity-mismatch"));
+});
+
+test("a tampered identity (ID) fails M before anything is decrypted", async () => {
+  const p = makePair({
+    seed: "idtamper",
+    alice: { identity: aliceKey, verifier: rsaVerifier(), policy: { offerPubkey: ["key"], acceptPubkey: ["key"] } },
+    bob: { identity: bobKey, verifier: rsaVerifier(), policy: { acceptPubkey: ["key"] } },
+  });
+  p.board.setAdversary((item) => {
+    const x = item.stanza.getChild("init", NS.esessionInit)?.getChild("x", NS.data);
+    if (!x) return { action: "deliver" };
+    const s = parseXml(item.stanza.toString());
+    const f = s.getChild("init", NS.esessionInit)?.getChild("x", NS.data)?.getChildren("field").find((fl) => fl.attrs.var === "identity");
+    const v = f?.getChild("value");
+    v?.children.splice(0, v.children.length, toBase64(utf8("x".repeat(300))));
+    return { action: "replace", stanza: s };
+  });
+  const est = p.alice.startSession(p.bobJid);
+  est.catch(() => undefined);
+  await p.settle();
+  await assert.rejects(est, /identity-mismatch/);
+});
+
+test("the Other Shared Secret: equal passwords agree, different passwords fail the identity check", async () => {
+  const same = makePair({ seed: "oss1", alice: { otherSecret: utf8("correct horse") }, bob: { otherSecret: utf8("correct horse") } });
+  const r = await run(same);
+  assert.equal(r.a.sas, r.b.sas);
+  const diff = makePair({ seed: "oss2", alice: { otherSecret: utf8("correct horse") }, bob: { otherSecret: utf8("battery staple") } });
+  const est = diff.alice.startSession(diff.bobJid);
+  est.catch(() => undefined);
+  await diff.settle();
+  await assert.rejects(est, /identity-mismatch/);
+});
