@@ -24,6 +24,8 @@ export const IDENTITY_ERROR_CONDITIONS = [
   "bad-passphrase",
   /** A key file readable or writable by group or others (keys at rest must be 0600). */
   "insecure-permissions",
+  /** The key was revoked (XEP-0189 section 4) and must not be used. */
+  "revoked",
   /** The file cannot be read or written. */
   "io",
 ] as const;
@@ -37,6 +39,7 @@ export const IDENTITY_STANZA_CONDITION: Record<IdentityErrorCondition, "feature-
   "passphrase-required": "internal-server-error",
   "bad-passphrase": "internal-server-error",
   "insecure-permissions": "internal-server-error",
+  revoked: "not-acceptable",
   io: "internal-server-error",
 };
 

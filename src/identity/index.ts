@@ -7,3 +7,4 @@ export * from "./errors.js";
 export * from "./keys.js";
 export * from "./keyvalue.js";
 export * from "./keyfile.js";
+export * from "./keyring.js";

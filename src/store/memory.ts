@@ -9,9 +9,26 @@
  *
  * Destroyed secrets are overwritten with zeros (best effort: JS may hold other copies).
  * Every secret is copied on the way in and on the way out.
+ *
+ * Also the identity and trust contract (./trust-types.ts; XEP-0116 sections 7.3, 7.4, 14).
  */
 import { wipe } from "../core/bytes.js";
 import { bareJid, type Clock, type Jid } from "../core/types.js";
+import {
+  makeStoredIdentity,
+  validateFingerprint,
+  validatePetname,
+  validatePutIdentity,
+  validateRecordKeySeen,
+  type FullStore,
+  type IdentityStore,
+  type KeyJidLink,
+  type PeerKey,
+  type PutIdentityArgs,
+  type RecordKeySeenArgs,
+  type StoredIdentity,
+  type TrustStore,
+} from "./trust-types.js";
 import {
   makeRetainedSecret,
   StoreError,
@@ -54,9 +71,54 @@ function newestFirst(a: Row, b: Row): number {
   return b.createdAt - a.createdAt || b.seq - a.seq;
 }
 
-export class MemoryStore implements Store {
+type IdentityRow = { -readonly [K in keyof StoredIdentity]: StoredIdentity[K] };
+
+interface PeerKeyRow {
+  account: Jid;
+  fingerprint: string;
+  alg: PeerKey["alg"];
+  publicKey: Uint8Array;
+  firstSeen: number;
+  lastSeen: number;
+  petname?: string;
+  fingerprintCheckedAt?: number;
+  sasConfirmedAt?: number;
+  revokedAt?: number;
+  jids: Map<Jid, { jid: Jid; firstSeen: number; lastSeen: number; accepted: boolean }>;
+}
+
+function peerKeyOut(r: PeerKeyRow): PeerKey {
+  const jids: KeyJidLink[] = [...r.jids.values()]
+    .sort((a, b) => a.firstSeen - b.firstSeen || (a.jid < b.jid ? -1 : 1))
+    .map((l) => ({ ...l }));
+  return {
+    account: r.account,
+    fingerprint: r.fingerprint,
+    alg: r.alg,
+    publicKey: r.publicKey.slice(),
+    firstSeen: r.firstSeen,
+    lastSeen: r.lastSeen,
+    ...(r.petname === undefined ? {} : { petname: r.petname }),
+    ...(r.fingerprintCheckedAt === undefined ? {} : { fingerprintCheckedAt: r.fingerprintCheckedAt }),
+    ...(r.sasConfirmedAt === undefined ? {} : { sasConfirmedAt: r.sasConfirmedAt }),
+    ...(r.revokedAt === undefined ? {} : { revokedAt: r.revokedAt }),
+    jids,
+  };
+}
+
+function identityOut(r: IdentityRow): StoredIdentity {
+  return makeStoredIdentity({ ...r, publicKey: r.publicKey.slice(), privateKey: r.privateKey.slice() });
+}
+
+function byLastSeen(a: PeerKeyRow, b: PeerKeyRow): number {
+  return b.lastSeen - a.lastSeen || (a.fingerprint < b.fingerprint ? -1 : 1);
+}
+
+export class MemoryStore implements Store, IdentityStore, TrustStore, FullStore {
   private readonly rows = new Map<string, Row>();
   private readonly sas = new Map<string, number>();
+  private readonly identities = new Map<string, IdentityRow & { seq: number }>();
+  private readonly peerKeys = new Map<string, PeerKeyRow>();
   private seq = 0;
   private closed = false;
 
@@ -159,7 +221,176 @@ export class MemoryStore implements Store {
     for (const r of this.rows.values()) wipe(r.secret);
     this.rows.clear();
     this.sas.clear();
+    for (const r of this.identities.values()) wipe(r.privateKey);
+    this.identities.clear();
+    this.peerKeys.clear();
   }
+
+  // ---- IdentityStore ----
+
+  async putIdentity(args: PutIdentityArgs): Promise<StoredIdentity> {
+    this.open();
+    validatePutIdentity(args);
+    const account = bareJid(args.account);
+    const existing = [...this.identities.values()].find((r) => r.account === account && r.fingerprint === args.fingerprint);
+    if (existing !== undefined) {
+      wipe(existing.privateKey);
+      existing.privateKey = args.privateKey.slice();
+      existing.protection = args.protection;
+      return identityOut(existing);
+    }
+    const row = {
+      id: globalThis.crypto.randomUUID(),
+      account,
+      alg: args.alg,
+      publicKey: args.publicKey.slice(),
+      fingerprint: args.fingerprint,
+      privateKey: args.privateKey.slice(),
+      protection: args.protection,
+      createdAt: args.createdAt,
+      seq: this.seq++,
+    };
+    this.identities.set(row.id, row);
+    return identityOut(row);
+  }
+
+  async listIdentities(account: Jid): Promise<StoredIdentity[]> {
+    this.open();
+    const a = bareJid(account);
+    return [...this.identities.values()]
+      .filter((r) => r.account === a)
+      .sort((x, y) => y.createdAt - x.createdAt || y.seq - x.seq)
+      .map(identityOut);
+  }
+
+  async getIdentity(id: string): Promise<StoredIdentity | undefined> {
+    this.open();
+    const r = this.identities.get(id);
+    return r === undefined ? undefined : identityOut(r);
+  }
+
+  async revokeIdentity(id: string, now: number): Promise<void> {
+    this.open();
+    validateTime(now);
+    const r = this.identities.get(id);
+    if (r === undefined) throw new StoreError("not-found", "revokeIdentity: no such identity");
+    r.revokedAt = Math.min(now, r.revokedAt ?? now);
+  }
+
+  async removeIdentity(id: string): Promise<boolean> {
+    this.open();
+    const r = this.identities.get(id);
+    if (r === undefined) return false;
+    wipe(r.privateKey);
+    return this.identities.delete(id);
+  }
+
+  // ---- TrustStore ----
+
+  private peerKey(account: Jid, fingerprint: string, op: string): PeerKeyRow {
+    const r = this.peerKeys.get(pkKey(account, fingerprint));
+    if (r === undefined) throw new StoreError("not-found", `${op}: no such peer key`);
+    return r;
+  }
+
+  async recordKeySeen(args: RecordKeySeenArgs): Promise<PeerKey> {
+    this.open();
+    validateRecordKeySeen(args);
+    const account = bareJid(args.account);
+    const jid = bareJid(args.jid);
+    const k = pkKey(account, args.fingerprint);
+    let r = this.peerKeys.get(k);
+    if (r === undefined) {
+      r = {
+        account,
+        fingerprint: args.fingerprint,
+        alg: args.alg,
+        publicKey: args.publicKey.slice(),
+        firstSeen: args.now,
+        lastSeen: args.now,
+        jids: new Map(),
+      };
+      this.peerKeys.set(k, r);
+    } else r.lastSeen = Math.max(r.lastSeen, args.now);
+    const l = r.jids.get(jid);
+    if (l === undefined) r.jids.set(jid, { jid, firstSeen: args.now, lastSeen: args.now, accepted: args.accepted });
+    else {
+      l.lastSeen = Math.max(l.lastSeen, args.now);
+      l.accepted ||= args.accepted;
+    }
+    return peerKeyOut(r);
+  }
+
+  async getPeerKey(account: Jid, fingerprint: string): Promise<PeerKey | undefined> {
+    this.open();
+    const r = this.peerKeys.get(pkKey(account, fingerprint));
+    return r === undefined ? undefined : peerKeyOut(r);
+  }
+
+  async listPeerKeys(account: Jid): Promise<PeerKey[]> {
+    this.open();
+    const a = bareJid(account);
+    return [...this.peerKeys.values()].filter((r) => r.account === a).sort(byLastSeen).map(peerKeyOut);
+  }
+
+  async keysForJid(account: Jid, jid: Jid): Promise<PeerKey[]> {
+    this.open();
+    const a = bareJid(account);
+    const j = bareJid(jid);
+    return [...this.peerKeys.values()]
+      .filter((r) => r.account === a && r.jids.has(j))
+      .sort(byLastSeen)
+      .map(peerKeyOut);
+  }
+
+  async setPetname(account: Jid, fingerprint: string, petname: string | undefined): Promise<void> {
+    this.open();
+    validatePetname(petname);
+    const r = this.peerKey(account, fingerprint, "setPetname");
+    if (petname === undefined) delete r.petname;
+    else r.petname = petname;
+  }
+
+  async acceptKeyForJid(account: Jid, fingerprint: string, jid: Jid, now: number): Promise<void> {
+    this.open();
+    validateTime(now);
+    const r = this.peerKey(account, fingerprint, "acceptKeyForJid");
+    const j = bareJid(jid);
+    const l = r.jids.get(j);
+    if (l === undefined) r.jids.set(j, { jid: j, firstSeen: now, lastSeen: now, accepted: true });
+    else l.accepted = true;
+  }
+
+  async markFingerprintChecked(account: Jid, fingerprint: string, now: number): Promise<void> {
+    this.open();
+    validateTime(now);
+    const r = this.peerKey(account, fingerprint, "markFingerprintChecked");
+    r.fingerprintCheckedAt = Math.max(now, r.fingerprintCheckedAt ?? now);
+  }
+
+  async markKeySasConfirmed(account: Jid, fingerprint: string, now: number): Promise<void> {
+    this.open();
+    validateTime(now);
+    const r = this.peerKey(account, fingerprint, "markKeySasConfirmed");
+    r.sasConfirmedAt = Math.max(now, r.sasConfirmedAt ?? now);
+  }
+
+  async revokePeerKey(account: Jid, fingerprint: string, now: number): Promise<void> {
+    this.open();
+    validateTime(now);
+    const r = this.peerKey(account, fingerprint, "revokePeerKey");
+    r.revokedAt = Math.min(now, r.revokedAt ?? now);
+  }
+
+  async removePeerKey(account: Jid, fingerprint: string): Promise<boolean> {
+    this.open();
+    validateFingerprint(fingerprint);
+    return this.peerKeys.delete(pkKey(account, fingerprint));
+  }
+}
+
+function pkKey(account: Jid, fingerprint: string): string {
+  return `${bareJid(account)}\u0000${fingerprint}`;
 }
 
 function sasKey(account: Jid, peer: Jid): string {

@@ -12,6 +12,8 @@
  * images do not linger in the -wal file; secrets never appear in errors or logs.
  * XEP-0116 section 4.7.2 / XEP-0217 section 4.5.3 (SAS reminders) and XEP-0116 section 7.3
  * (verified chain flag): see ./types.ts. Schema and porting notes: docs/store.md.
+ * Schema v2 adds the identity and trust tables (XEP-0116 sections 7.3, 7.4, 14; see
+ * ./sqlite-trust.ts and ./trust-types.ts).
  */
 import { chmodSync, closeSync, constants, existsSync, fchmodSync, mkdirSync, openSync } from "node:fs";
 import { dirname, resolve } from "node:path";
@@ -27,6 +29,8 @@ import {
   validateReplaceArgs,
   validateTime,
 } from "./types.js";
+import { TRUST_MIGRATION_SQL, TrustTables } from "./sqlite-trust.js";
+import type { FullStore, PeerKey, PutIdentityArgs, RecordKeySeenArgs, StoredIdentity } from "./trust-types.js";
 
 export { StoreError } from "./types.js";
 export type { StoreErrorCondition } from "./types.js";
@@ -65,6 +69,11 @@ const MIGRATIONS: readonly Migration[] = [
         PRIMARY KEY (account, peer)
       ) WITHOUT ROWID;
     `,
+  },
+  {
+    version: 2,
+    description: "identities, peer keys and the JIDs that presented them",
+    sql: TRUST_MIGRATION_SQL,
   },
 ];
 
@@ -172,7 +181,7 @@ function migrate(db: Database.Database, clock: Clock): void {
  * ":memory:". Throws StoreError ("io" when the file cannot be created or opened,
  * "corrupt" when it is not a database of this schema).
  */
-export function openSqliteStore(path: string | ":memory:", opts: SqliteStoreOptions = {}): Store {
+export function openSqliteStore(path: string | ":memory:", opts: SqliteStoreOptions = {}): FullStore {
   const clock = opts.clock ?? { now: () => Date.now() };
   const file = path === ":memory:" ? path : resolve(path);
   let db: Database.Database;
@@ -195,10 +204,11 @@ export function openSqliteStore(path: string | ":memory:", opts: SqliteStoreOpti
   }
 }
 
-class SqliteStore implements Store {
+class SqliteStore implements Store, FullStore {
   private closed = false;
   private readonly q;
   private readonly replaceTx;
+  private readonly trust: TrustTables;
 
   constructor(
     private readonly db: Database.Database,
@@ -222,6 +232,7 @@ class SqliteStore implements Store {
          ON CONFLICT (account, peer) DO UPDATE SET confirmed_at = max(confirmed_at, excluded.confirmed_at)`,
       ),
     };
+    this.trust = new TrustTables(db);
     const q = this.q;
     this.replaceTx = db.transaction((args: ReplaceRetainedSecretArgs): RetainedSecret => {
       const account = bareJid(args.account);
@@ -328,6 +339,76 @@ class SqliteStore implements Store {
     this.use("setSasConfirmed", () => {
       this.q.setSas.run(bareJid(account), bareJid(peer), now);
     });
+  }
+
+  // ---- IdentityStore / TrustStore (schema v2, ./sqlite-trust.ts) ----
+
+  async putIdentity(args: PutIdentityArgs): Promise<StoredIdentity> {
+    return this.use("putIdentity", () => {
+      const r = this.trust.putIdentity(args);
+      this.scrubWal(); // an update replaced a private key (e.g. a new passphrase)
+      return r;
+    });
+  }
+
+  async listIdentities(account: Jid): Promise<StoredIdentity[]> {
+    return this.use("listIdentities", () => this.trust.listIdentities(account));
+  }
+
+  async getIdentity(id: string): Promise<StoredIdentity | undefined> {
+    return this.use("getIdentity", () => this.trust.getIdentity(id));
+  }
+
+  async revokeIdentity(id: string, now: number): Promise<void> {
+    this.use("revokeIdentity", () => this.trust.revokeIdentity(id, now));
+  }
+
+  async removeIdentity(id: string): Promise<boolean> {
+    return this.use("removeIdentity", () => {
+      const gone = this.trust.removeIdentity(id);
+      if (gone) this.scrubWal();
+      return gone;
+    });
+  }
+
+  async recordKeySeen(args: RecordKeySeenArgs): Promise<PeerKey> {
+    return this.use("recordKeySeen", () => this.trust.recordKeySeen(args));
+  }
+
+  async getPeerKey(account: Jid, fingerprint: string): Promise<PeerKey | undefined> {
+    return this.use("getPeerKey", () => this.trust.getPeerKey(account, fingerprint));
+  }
+
+  async listPeerKeys(account: Jid): Promise<PeerKey[]> {
+    return this.use("listPeerKeys", () => this.trust.listPeerKeys(account));
+  }
+
+  async keysForJid(account: Jid, jid: Jid): Promise<PeerKey[]> {
+    return this.use("keysForJid", () => this.trust.keysForJid(account, jid));
+  }
+
+  async setPetname(account: Jid, fingerprint: string, petname: string | undefined): Promise<void> {
+    this.use("setPetname", () => this.trust.setPetname(account, fingerprint, petname));
+  }
+
+  async acceptKeyForJid(account: Jid, fingerprint: string, jid: Jid, now: number): Promise<void> {
+    this.use("acceptKeyForJid", () => this.trust.acceptKeyForJid(account, fingerprint, jid, now));
+  }
+
+  async markFingerprintChecked(account: Jid, fingerprint: string, now: number): Promise<void> {
+    this.use("markFingerprintChecked", () => this.trust.markFingerprintChecked(account, fingerprint, now));
+  }
+
+  async markKeySasConfirmed(account: Jid, fingerprint: string, now: number): Promise<void> {
+    this.use("markKeySasConfirmed", () => this.trust.markKeySasConfirmed(account, fingerprint, now));
+  }
+
+  async revokePeerKey(account: Jid, fingerprint: string, now: number): Promise<void> {
+    this.use("revokePeerKey", () => this.trust.revokePeerKey(account, fingerprint, now));
+  }
+
+  async removePeerKey(account: Jid, fingerprint: string): Promise<boolean> {
+    return this.use("removePeerKey", () => this.trust.removePeerKey(account, fingerprint));
   }
 
   async close(): Promise<void> {

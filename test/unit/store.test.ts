@@ -442,10 +442,12 @@ describe("SQLite store: the file", () => {
     const s2 = openSqliteStore(path, { clock: { now: () => 9999 } });
     await s2.close();
     const db = new Database(path, { readonly: true });
-    assert.deepEqual(db.prepare("SELECT version, applied_at FROM schema_version").all(), [
+    // v1: retained secrets and SAS state; v2: identities and trust (src/store/sqlite-trust.ts).
+    assert.deepEqual(db.prepare("SELECT version, applied_at FROM schema_version ORDER BY version").all(), [
+      { version: 1, applied_at: 1234 },
       { version: SCHEMA_VERSION, applied_at: 1234 },
     ]);
-    assert.equal(SCHEMA_VERSION, 1);
+    assert.equal(SCHEMA_VERSION, 2);
     assert.equal(db.pragma("journal_mode", { simple: true }), "wal");
     db.close();
   });
