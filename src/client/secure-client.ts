@@ -53,7 +53,16 @@ export type ClientEvent =
   | { readonly type: "rekeyed"; readonly peer: FullJid; readonly by: "us" | "peer" }
   | { readonly type: "terminated"; readonly peer: FullJid; readonly by: "us" | "peer"; readonly acknowledged: boolean }
   | { readonly type: "failed"; readonly peer: FullJid; readonly error: ESessionError }
-  | { readonly type: "alert"; readonly peer: FullJid; readonly alert: "sas-never-confirmed" | "no-retained-secret" }
+  | {
+      readonly type: "alert";
+      readonly peer: FullJid;
+      /**
+       * sas-never-confirmed: remind the user to compare the SAS (XEP-0116 4.5.2).
+       * retained-secret-mismatch: we hold retained secrets for this peer but none matched:
+       * a man-in-the-middle, or the peer lost its state; compare the SAS now.
+       */
+      readonly alert: "sas-never-confirmed" | "retained-secret-mismatch";
+    }
   /** A stanza that arrived outside any encrypted session (shown as unprotected). */
   | { readonly type: "unprotected"; readonly peer: string; readonly stanza: Element };
 
@@ -115,6 +124,8 @@ export class SecureClient {
   private readonly policy: Policy;
   private readonly sessions = new Map<string, ESession>();
   private readonly waiters = new Map<ESession, Waiter>();
+  /** How many retained secrets we held for the peer when each negotiation started. */
+  private readonly heldSecrets = new WeakMap<ESession, number>();
   private readonly listeners = new Set<(e: ClientEvent) => void>();
   private readonly unsubscribe: () => void;
   private timer: unknown;
@@ -174,6 +185,7 @@ export class SecureClient {
       ...(this.o.verifier ? { verifier: this.o.verifier } : {}),
     });
     this.sessions.set(peer, s);
+    this.heldSecrets.set(s, retained.length);
     const done = new Promise<Established>((resolve, reject) => this.waiters.set(s, { resolve, reject }));
     await this.pump(s);
     return done;
@@ -307,6 +319,7 @@ export class SecureClient {
       stanza,
     );
     this.sessions.set(peer, s);
+    this.heldSecrets.set(s, retained.length);
     await this.pump(s);
   }
 
@@ -370,6 +383,8 @@ export class SecureClient {
         };
         this.emit({ type: "established", ...info });
         if (!sasState.confirmed && e.sas !== undefined) this.emit({ type: "alert", peer, alert: "sas-never-confirmed" });
+        if (e.options.messages === 4 && !e.retainedSecretMatched && (this.heldSecrets.get(s) ?? 0) > 0)
+          this.emit({ type: "alert", peer, alert: "retained-secret-mismatch" });
         this.waiters.get(s)?.resolve(info);
         this.waiters.delete(s);
         return;

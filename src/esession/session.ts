@@ -98,6 +98,8 @@ export interface Policy {
   readonly blockLimit?: number;
   /** Private exponent length in bytes (default 64 = 512 bits; 0 = the prime's full length). */
   readonly exponentBytes?: number;
+  /** Protocol versions we offer, in preference order (XEP-0210 3.10); we speak "1.0". */
+  readonly versions?: readonly string[];
   /** Initiator: 4-message SIGMA-R with hash commitment (default) or 3-message SIGMA-I. */
   readonly messages?: 3 | 4;
   /** Responder: accept 3-message requests (XEP-0116 4.2; default true). */
@@ -107,6 +109,9 @@ export interface Policy {
   /** Identification methods we accept from the peer, in preference order (default: key, none with a verifier). */
   readonly acceptPubkey?: readonly PubkeyMethod[];
 }
+
+/** Versions of the negotiation protocol this implementation speaks (XEP-0116 "ver"). */
+export const SUPPORTED_VERSIONS: readonly string[] = ["1.0"];
 
 /** What node:crypto serves for XEP-0116 "crypt_algs" and "hash_algs". */
 export const SUPPORTED_CIPHERS: readonly CipherAlg[] = ["aes256-ctr", "aes192-ctr", "aes128-ctr"];
@@ -501,7 +506,7 @@ export class ESession {
         stanzas: this.policy.stanzas,
         initPubkey,
         respPubkey,
-        ver: ["1.0"],
+        ver: gajim ? ["1.0"] : (this.policy.versions ?? SUPPORTED_VERSIONS),
         rekeyFreq: String(gajim ? MAX_REKEY_FREQ : this.policy.rekeyFreq),
         ...(messages === 4 ? { sasAlgs: ["sas28x5"] } : {}),
         ...(signAlgs.length ? { signAlgs } : {}),
@@ -587,7 +592,7 @@ export class ESession {
       );
       if (signAlgs === undefined) bad.push("sign_algs");
     }
-    const ver = pick("ver", ["1.0"]);
+    const ver = pick("ver", SUPPORTED_VERSIONS);
     const sasAlgs = messages === 4 ? pick("sas_algs", ["sas28x5"]) : undefined;
     const stanzasOffered = offeredIn("stanzas");
     const stanzas = this.policy.stanzas.filter((k) => stanzasOffered.includes(k));
@@ -736,7 +741,7 @@ export class ESession {
     const hash = check("hash_algs", gajim ? ["sha256"] : this.hashes()) as HashAlg;
     check("compress", ["none"]);
     if (s.messages === 4) check("sas_algs", ["sas28x5"]);
-    check("ver", ["1.0"]);
+    check("ver", (this.policy.versions ?? SUPPORTED_VERSIONS).filter((v) => SUPPORTED_VERSIONS.includes(v)));
     // init_pubkey is what Bob requires of us; resp_pubkey what he provides.
     const initPubkey = check("init_pubkey", gajim ? ["none"] : this.canProvide(s.messages)) as PubkeyMethod;
     const respPubkey = check("resp_pubkey", gajim ? ["none"] : this.acceptable(s.messages)) as PubkeyMethod;
