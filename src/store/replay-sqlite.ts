@@ -1,0 +1,79 @@
+/**
+ * The persistent replay cache: one SQLite table (better-sqlite3), so that a replayed
+ * object is still recognised after a restart within its DateTime window.
+ *
+ * Spec: RFC 2779 section 2.5.2 via draft-ietf-xmpp-e2e-03 section 2 (replay detection),
+ * RFC 3923 section 6.9 (timestamps bound the window); see ./replay.ts. The file is created
+ * 0600 (its directory 0700 when created here), WAL mode; `INSERT OR IGNORE` on the primary
+ * key makes check-and-record one atomic statement. Errors are StoreError without the
+ * driver's message (ids and JIDs never reach logs).
+ */
+import { chmodSync, existsSync, mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import Database from "better-sqlite3";
+import type { ReplayCache } from "./replay.js";
+import { StoreError } from "./types.js";
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS e2e_replay (
+    account TEXT    NOT NULL,
+    sender  TEXT    NOT NULL,
+    id      TEXT    NOT NULL,
+    seen_at INTEGER NOT NULL,
+    PRIMARY KEY (account, sender, id)
+  ) WITHOUT ROWID;
+  CREATE INDEX IF NOT EXISTS e2e_replay_by_age ON e2e_replay (seen_at);
+`;
+
+function wrap(op: string, e: unknown): StoreError {
+  const code = e instanceof Error && "code" in e && typeof e.code === "string" ? e.code : undefined;
+  return new StoreError(code !== undefined && /^SQLITE_(CORRUPT|NOTADB)/.test(code) ? "corrupt" : "io", `${op} failed`, code);
+}
+
+/** Opens (creating if needed) a replay cache in `path`, or in memory with ":memory:". */
+export function openSqliteReplayCache(path: string): ReplayCache {
+  const file = path === ":memory:" ? path : resolve(path);
+  let db: Database.Database;
+  try {
+    if (file !== ":memory:") {
+      const dir = dirname(file);
+      if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+    }
+    db = new Database(file, { timeout: 5000 });
+    if (file !== ":memory:") chmodSync(file, 0o600);
+    db.pragma("journal_mode = WAL");
+    db.exec(SCHEMA);
+  } catch (e) {
+    throw wrap("open replay cache", e);
+  }
+  const insert = db.prepare("INSERT OR IGNORE INTO e2e_replay (account, sender, id, seen_at) VALUES (?, ?, ?, ?)");
+  const del = db.prepare("DELETE FROM e2e_replay WHERE seen_at < ?");
+  let closed = false;
+  const live = (op: string) => {
+    if (closed) throw new StoreError("io", `${op} after close`);
+  };
+  return {
+    async checkAndRecord(account, sender, id, now) {
+      live("checkAndRecord");
+      if (!Number.isSafeInteger(now)) throw new RangeError("now must be an integer number of ms");
+      try {
+        return insert.run(account, sender, id, now).changes === 1;
+      } catch (e) {
+        throw wrap("checkAndRecord", e);
+      }
+    },
+    async expire(before) {
+      live("expire");
+      try {
+        return del.run(before).changes;
+      } catch (e) {
+        throw wrap("expire", e);
+      }
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      db.close();
+    },
+  };
+}
