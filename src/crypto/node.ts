@@ -9,12 +9,30 @@ import {
   createDiffieHellman,
   createHash,
   createHmac,
+  createPrivateKey,
+  createPublicKey,
+  diffieHellman,
   getDiffieHellman,
+  type KeyObject,
   randomBytes,
 } from "node:crypto";
 import { mpi } from "../core/bytes.js";
 import type { Random } from "../core/types.js";
-import type { CryptoProvider, DhGroup, HashAlg, ModpGroup } from "./provider.js";
+import { CryptoError, type CryptoProvider, type DhGroup, type DhGroupId, type HashAlg, type ModpGroup } from "./provider.js";
+
+// RFC 8410 DER prefixes for raw X25519 keys (PKCS#8 private, SubjectPublicKeyInfo public).
+const X25519_PKCS8 = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20]);
+const X25519_SPKI = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x03, 0x21, 0x00]);
+
+function x25519Private(x: Uint8Array): KeyObject {
+  if (x.length !== 32) throw new CryptoError("bad-public-value");
+  return createPrivateKey({ key: Buffer.concat([X25519_PKCS8, x]), format: "der", type: "pkcs8" });
+}
+
+function x25519Public(v: Uint8Array): KeyObject {
+  if (v.length !== 32) throw new CryptoError("bad-public-value");
+  return createPublicKey({ key: Buffer.concat([X25519_SPKI, v]), format: "der", type: "spki" });
+}
 
 const groups = new Map<ModpGroup, DhGroup>();
 
@@ -58,14 +76,40 @@ export const nodeCrypto: CryptoProvider = {
     // CTR is a stream mode: final() is empty and update() returned a fresh buffer.
     return b.length === 0 ? a : Buffer.concat([a, b]);
   },
-  modp: group,
-  dhPublic(n, x) {
+  modp(n: ModpGroup) {
+    return group(n);
+  },
+  dhPublic(n: DhGroupId, x) {
+    if (n === "x25519") {
+      const spki = createPublicKey(x25519Private(x)).export({ format: "der", type: "spki" });
+      return new Uint8Array(spki.subarray(spki.length - 32));
+    }
     const d = dh(n, x);
     d.generateKeys();
     return mpi(new Uint8Array(d.getPublicKey()));
   },
-  dhShared(n, x, peer) {
+  dhShared(n: DhGroupId, x, peer) {
+    if (n === "x25519") {
+      try {
+        // OpenSSL refuses an all-zero result (a small-order peer value, RFC 7748 6.1).
+        return new Uint8Array(diffieHellman({ privateKey: x25519Private(x), publicKey: x25519Public(peer) }));
+      } catch {
+        throw new CryptoError("bad-public-value");
+      }
+    }
     return mpi(new Uint8Array(dh(n, x).computeSecret(peer)));
+  },
+  hkdfExpand(hash, prk, info, length) {
+    // RFC 5869 Expand only: `prk` is already pseudorandom (an Extract output). node's
+    // hkdfSync runs Extract too, so Expand is the RFC 5869 2.3 loop over node's HMAC.
+    const out = new Uint8Array(length);
+    let t = new Uint8Array(0);
+    for (let i = 1, o = 0; o < length; i++) {
+      t = new Uint8Array(createHmac(hash, prk).update(t).update(info).update(Uint8Array.of(i)).digest());
+      out.set(t.subarray(0, Math.min(t.length, length - o)), o);
+      o += t.length;
+    }
+    return out;
   },
 };
 

@@ -16,6 +16,25 @@ export type ModpGroup = 1 | 2 | 5 | 14 | 15 | 16 | 17 | 18;
 
 export const MODP_GROUPS: readonly ModpGroup[] = [1, 2, 5, 14, 15, 16, 17, 18];
 
+/**
+ * A Diffie-Hellman group for ESessions: a MODP group, or X25519 (RFC 7748) offered as the
+ * additional `modp` option value "x25519" by this project's modern suite (docs/modern-suite.md).
+ */
+export type DhGroupId = ModpGroup | "x25519";
+
+export function isDhGroup(v: string): DhGroupId | undefined {
+  if (v === "x25519") return "x25519";
+  const n = Number(v);
+  return /^[0-9]+$/.test(v) && isModpGroup(n) ? n : undefined;
+}
+
+export class CryptoError extends Error {
+  override readonly name = "CryptoError";
+  constructor(readonly condition: "bad-public-value" | "unsupported") {
+    super(condition);
+  }
+}
+
 export function isModpGroup(n: number): n is ModpGroup {
   return (MODP_GROUPS as readonly number[]).includes(n);
 }
@@ -41,8 +60,14 @@ export interface CryptoProvider {
   /** AES in CTR mode; `iv` is the 16-byte initial counter block. Encrypt = decrypt. */
   aesCtr(key: Uint8Array, iv: Uint8Array, data: Uint8Array): Uint8Array;
   modp(group: ModpGroup): DhGroup;
-  /** g^x mod p, as an mpi. */
-  dhPublic(group: ModpGroup, x: Uint8Array): Uint8Array;
-  /** peer^x mod p, as an mpi. The caller has range-checked `peer`. */
-  dhShared(group: ModpGroup, x: Uint8Array, peer: Uint8Array): Uint8Array;
+  /** g^x mod p as an mpi; for X25519 the 32-byte public key of private key x. */
+  dhPublic(group: DhGroupId, x: Uint8Array): Uint8Array;
+  /**
+   * peer^x mod p as an mpi (the caller has range-checked `peer`); for X25519 the 32-byte
+   * shared secret. Throws CryptoError("bad-public-value") for an X25519 value of small
+   * order (an all-zero result, RFC 7748 section 6.1).
+   */
+  dhShared(group: DhGroupId, x: Uint8Array, peer: Uint8Array): Uint8Array;
+  /** HKDF-Expand (RFC 5869 section 2.3) with `hash`, for the modern suite. */
+  hkdfExpand(hash: HashAlg, prk: Uint8Array, info: Uint8Array, length: number): Uint8Array;
 }

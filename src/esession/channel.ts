@@ -274,7 +274,12 @@ export class StanzaChannel {
       if (!dhValueInRange(this.p.crypto, this.p.suite.group, parts.key)) return fail("bad-dh-value", "re-key value out of range");
       const oldest = this.sets[0];
       if (!oldest) return fail("unexpected-request", "no value set");
-      const k = this.p.crypto.dhShared(this.p.suite.group, oldest.x, parts.key);
+      let k: Uint8Array;
+      try {
+        k = this.p.crypto.dhShared(this.p.suite.group, oldest.x, parts.key);
+      } catch {
+        return fail("bad-dh-value", "re-key value refused");
+      }
       const keys = rekeyKeys(this.p.crypto, this.p.suite, this.p.profile, k);
       wipe(k);
       // The peer's old MAC keys may be published once its re-key arrived (section 8).

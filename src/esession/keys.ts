@@ -9,7 +9,7 @@
  * ../shared/docs/esession-interpretation.md (rows 1-6, 10, 14, 15).
  */
 import { mpi, padStart, toBigInt, utf8 } from "../core/bytes.js";
-import { CIPHER_KEY_BYTES, type CipherAlg, type CryptoProvider, type HashAlg, type ModpGroup } from "../crypto/provider.js";
+import { CIPHER_KEY_BYTES, type CipherAlg, type CryptoProvider, type DhGroupId, type HashAlg } from "../crypto/provider.js";
 import type { Profile } from "./profile.js";
 
 export const BLOCK_BYTES = 16;
@@ -32,7 +32,22 @@ export interface SessionKeys {
 export interface Suite {
   readonly hash: HashAlg;
   readonly cipher: CipherAlg;
-  readonly group: ModpGroup;
+  /** A MODP group (XEP-0116), or "x25519": the modern suite with the HKDF key schedule. */
+  readonly group: DhGroupId;
+}
+
+/** The modern suite's HKDF-Extract salt (docs/modern-suite.md). */
+export const MODERN_SALT = utf8("urn:xmpp-e2e:esession:x25519:1");
+
+/** The modern suite (x25519) expands keys with HKDF; the 2007 suites with HMAC(K, label). */
+function expand(c: CryptoProvider, s: Suite, k: Uint8Array, label: string): Uint8Array {
+  if (s.group === "x25519") return c.hkdfExpand(s.hash, k, utf8(label), c.hash(s.hash).length);
+  return c.hmac(s.hash, k, utf8(label));
+}
+
+/** A DH value as it enters hashes and MACs: an mpi for MODP, the raw 32 bytes for X25519. */
+export function dhBytes(group: DhGroupId, v: Uint8Array): Uint8Array {
+  return group === "x25519" ? v : mpi(v);
 }
 
 /** Row 4: the cipher key is the trailing bytes of the HMAC (spec) or the whole HMAC (gajim). */
@@ -44,9 +59,9 @@ export function cipherKey(raw: Uint8Array, cipher: CipherAlg, profile: Profile):
 
 function derive(c: CryptoProvider, s: Suite, p: Profile, k: Uint8Array, side: "Initiator" | "Responder"): DirectionKeys {
   return {
-    kc: cipherKey(c.hmac(s.hash, k, utf8(`${side} Cipher Key`)), s.cipher, p),
-    km: c.hmac(s.hash, k, utf8(`${side} MAC Key`)),
-    ks: c.hmac(s.hash, k, utf8(`${side} SIGMA Key`)),
+    kc: cipherKey(expand(c, s, k, `${side} Cipher Key`), s.cipher, p),
+    km: expand(c, s, k, `${side} MAC Key`),
+    ks: expand(c, s, k, `${side} SIGMA Key`),
   };
 }
 
@@ -55,9 +70,14 @@ export function sessionKeys(c: CryptoProvider, s: Suite, p: Profile, k: Uint8Arr
   return { initiator: derive(c, s, p, k, "Initiator"), responder: derive(c, s, p, k, "Responder") };
 }
 
-/** K = H(mpi(g^xy mod p)) (row 3). */
+/**
+ * K = H(mpi(g^xy mod p)) (row 3); for X25519 K = HKDF-Extract(MODERN_SALT, shared secret)
+ * (RFC 5869 2.2: HMAC(salt, IKM)).
+ */
 export function dhSecret(c: CryptoProvider, s: Suite, x: Uint8Array, peer: Uint8Array): Uint8Array {
-  return c.hash(s.hash, mpi(c.dhShared(s.group, x, peer)));
+  const shared = c.dhShared(s.group, x, peer);
+  if (s.group === "x25519") return c.hmac(s.hash, MODERN_SALT, shared);
+  return c.hash(s.hash, mpi(shared));
 }
 
 /** K = H(K | SRS | OSS) ("Generating Bob's Final Session Keys"). */
@@ -65,13 +85,17 @@ export function finalSecret(c: CryptoProvider, s: Suite, k: Uint8Array, srs?: Ui
   return c.hash(s.hash, k, srs ?? new Uint8Array(0), oss ?? new Uint8Array(0));
 }
 
-/** He = SHA256(mpi(e)), always SHA-256 (row 2). */
-export function dhCommitment(c: CryptoProvider, e: Uint8Array): Uint8Array {
-  return c.hash("sha256", mpi(e));
+/** He = SHA256(e), always SHA-256 (row 2); e as an mpi, or raw for X25519. */
+export function dhCommitment(c: CryptoProvider, e: Uint8Array, group: DhGroupId = 14): Uint8Array {
+  return c.hash("sha256", dhBytes(group, e));
 }
 
-/** The range check every received DH value must pass: 1 < v < p - 1. */
-export function dhValueInRange(c: CryptoProvider, group: ModpGroup, v: Uint8Array): boolean {
+/**
+ * The check every received DH value must pass: 1 < v < p - 1 for MODP; for X25519 exactly
+ * 32 bytes (small-order values are refused when the shared secret is computed).
+ */
+export function dhValueInRange(c: CryptoProvider, group: DhGroupId, v: Uint8Array): boolean {
+  if (group === "x25519") return v.length === 32;
   const p = toBigInt(c.modp(group).p);
   const n = toBigInt(v);
   return n > 1n && n < p - 1n;
@@ -89,9 +113,10 @@ export const DEFAULT_EXPONENT_BYTES = 64;
 export function dhPrivate(
   c: CryptoProvider,
   random: { bytes(n: number): Uint8Array },
-  group: ModpGroup,
+  group: DhGroupId,
   bytes: number = DEFAULT_EXPONENT_BYTES,
 ): Uint8Array {
+  if (group === "x25519") return random.bytes(32); // clamped by X25519 itself (RFC 7748 5)
   const pb = c.modp(group).p;
   const p = toBigInt(pb);
   const len = bytes <= 0 ? pb.length : Math.min(bytes, pb.length);
@@ -227,15 +252,15 @@ export function rekeyKeys(
   p: Profile,
   shared: Uint8Array,
 ): { readonly initiator: DirectionKeys; readonly acceptor: DirectionKeys } {
-  const k = mpi(shared);
+  const k = s.group === "x25519" ? c.hmac(s.hash, MODERN_SALT, shared) : mpi(shared);
   return {
     initiator: {
-      kc: cipherKey(c.hmac(s.hash, k, utf8("Rekey Initiator Crypt")), s.cipher, p),
-      km: c.hmac(s.hash, k, utf8("Rekey Initiator MAC")),
+      kc: cipherKey(expand(c, s, k, "Rekey Initiator Crypt"), s.cipher, p),
+      km: expand(c, s, k, "Rekey Initiator MAC"),
     },
     acceptor: {
-      kc: cipherKey(c.hmac(s.hash, k, utf8("Rekey Acceptor Crypt")), s.cipher, p),
-      km: c.hmac(s.hash, k, utf8("Rekey Acceptor MAC")),
+      kc: cipherKey(expand(c, s, k, "Rekey Acceptor Crypt"), s.cipher, p),
+      km: expand(c, s, k, "Rekey Acceptor MAC"),
     },
   };
 }

@@ -14,7 +14,7 @@
 import { equalBytes, wipe } from "../core/bytes.js";
 import { Outbox, type Output } from "../core/machine.js";
 import { assertNever, type Clock, type FullJid, type Random, type ThreadId } from "../core/types.js";
-import { isModpGroup, type CipherAlg, type CryptoProvider, type HashAlg, type ModpGroup } from "../crypto/provider.js";
+import { CryptoError, type CipherAlg, type CryptoProvider, type DhGroupId, type HashAlg, isDhGroup } from "../crypto/provider.js";
 import { formToXml, type DataForm } from "../forms/codec.js";
 import { negotiationErrorStanza } from "../negotiation/codec.js";
 import { el, type Element, NS, normalize } from "../xml/index.js";
@@ -79,8 +79,8 @@ export interface RetainedSecretRef {
 }
 
 export interface Policy {
-  /** MODP groups we offer (initiator, in preference order) or accept (responder). */
-  readonly groups: readonly ModpGroup[];
+  /** DH groups we offer (initiator, in preference order) or accept (responder): MODP groups and "x25519". */
+  readonly groups: readonly DhGroupId[];
   /** Block ciphers we offer / accept, in preference order (XEP-0116 "crypt_algs"). */
   readonly cryptAlgs?: readonly CipherAlg[];
   /** Hash algorithms we offer / accept, in preference order (XEP-0116 "hash_algs"). */
@@ -117,10 +117,14 @@ export const SUPPORTED_VERSIONS: readonly string[] = ["1.0"];
 export const SUPPORTED_CIPHERS: readonly CipherAlg[] = ["aes256-ctr", "aes192-ctr", "aes128-ctr"];
 export const SUPPORTED_HASHES: readonly HashAlg[] = ["sha256", "sha384", "sha512"];
 
+/**
+ * Defaults: the modern suite (X25519, AES-256-CTR, SHA-512/HKDF) is preferred; the 2007
+ * values follow, so a peer that only knows those still negotiates (docs/modern-suite.md).
+ */
 export const DEFAULT_POLICY: Policy = {
-  groups: [14, 5],
-  cryptAlgs: ["aes128-ctr", "aes256-ctr"],
-  hashAlgs: ["sha256", "sha512"],
+  groups: ["x25519", 14, 5],
+  cryptAlgs: ["aes256-ctr", "aes128-ctr"],
+  hashAlgs: ["sha512", "sha256"],
   stanzas: ["message", "presence", "iq"],
   logging: ["mustnot", "may"],
   rekeyFreq: 1,
@@ -150,7 +154,7 @@ export interface SessionParams {
 }
 
 export interface NegotiatedOptions {
-  readonly group: ModpGroup;
+  readonly group: DhGroupId;
   readonly cipher: CipherAlg;
   readonly hash: HashAlg;
   readonly messages: 3 | 4;
@@ -193,7 +197,7 @@ export type ESessionEvent =
   | { readonly type: "failed"; readonly error: ESessionError };
 
 interface DhPair {
-  readonly group: ModpGroup;
+  readonly group: DhGroupId;
   readonly x: Uint8Array;
   readonly e: Uint8Array;
 }
@@ -418,7 +422,12 @@ export class ESession {
     try {
       this.dispatch(stanza);
     } catch (e) {
-      const err = e instanceof ESessionError ? e : new ESessionError("bad-request", "malformed negotiation message");
+      const err =
+        e instanceof ESessionError
+          ? e
+          : e instanceof CryptoError
+            ? new ESessionError("bad-dh-value", "the peer's DH value was refused", ["dhkeys"])
+            : new ESessionError("bad-request", "malformed negotiation message");
       this.fail(err, this.state.kind !== "terminated" && stanza.attrs.type !== "error");
     }
   }
@@ -482,7 +491,9 @@ export class ESession {
     const { crypto, random } = this.p;
     const messages = this.policy.messages ?? 4;
     const nonceA = random.bytes(16);
-    const pairs = this.policy.groups.map((group): DhPair => {
+    // Gajim knows only MODP groups; the modern suite is never offered in its profile.
+    const groups = gajimProfile(this.profile) ? this.policy.groups.filter((g) => g !== "x25519") : this.policy.groups;
+    const pairs = groups.map((group): DhPair => {
       const x = dhPrivate(crypto, random, group, this.policy.exponentBytes);
       return { group, x, e: crypto.dhPublic(group, x) };
     });
@@ -514,7 +525,7 @@ export class ESession {
         modp: pairs.map((x) => String(x.group)),
         dh:
           messages === 4
-            ? { field: "dhhashes", values: pairs.map((x) => dhCommitment(crypto, x.e)) }
+            ? { field: "dhhashes", values: pairs.map((x) => dhCommitment(crypto, x.e, x.group)) }
             : { field: "dhkeys", values: pairs.map((x) => x.e) },
       },
       this.profile.formStyle,
@@ -598,7 +609,10 @@ export class ESession {
     const stanzas = this.policy.stanzas.filter((k) => stanzasOffered.includes(k));
     if (stanzas.length === 0) bad.push("stanzas");
     const modpOffered = offeredIn("modp");
-    const groupIndex = modpOffered.findIndex((g) => isModpGroup(Number(g)) && this.policy.groups.includes(Number(g) as ModpGroup));
+    const groupIndex = modpOffered.findIndex((g) => {
+      const id = isDhGroup(g);
+      return id !== undefined && this.policy.groups.includes(id);
+    });
     if (groupIndex < 0) bad.push("modp");
     const rekeyOffered = Number(value(form, "rekey_freq") ?? "1");
     if (!Number.isInteger(rekeyOffered) || rekeyOffered < 1 || rekeyOffered > MAX_REKEY_FREQ) bad.push("rekey_freq");
@@ -606,7 +620,7 @@ export class ESession {
       const unsupported = bad.some((b) => ["crypt_algs", "hash_algs", "compress", "sas_algs", "sign_algs"].includes(b));
       throw new ESessionError(unsupported ? "feature-not-implemented" : "not-acceptable", "unsupported options", bad);
     }
-    const group = Number(modpOffered[groupIndex]) as ModpGroup;
+    const group = isDhGroup(modpOffered[groupIndex] ?? "") ?? 14;
     const dhValues = b64Values(form, messages === 4 ? "dhhashes" : "dhkeys");
     const alicesDh = dhValues[groupIndex];
     if (!alicesDh || (messages === 4 && alicesDh.length !== 32))
@@ -940,7 +954,7 @@ export class ESession {
     const suite = s.choice.suite;
     if (!equalBytes(b64Field(form, "nonce"), s.nonceB)) throw new ESessionError("bad-request", "nonce", ["nonce"]);
     const e = b64Field(form, "dhkeys");
-    if (!equalBytes(dhCommitment(crypto, e), s.he)) throw new ESessionError("bad-dh-value", "e does not match its commitment", ["dhkeys"]);
+    if (!equalBytes(dhCommitment(crypto, e, suite.group), s.he)) throw new ESessionError("bad-dh-value", "e does not match its commitment", ["dhkeys"]);
     if (!dhValueInRange(crypto, suite.group, e)) throw new ESessionError("bad-dh-value", "e out of range", ["dhkeys"]);
     const idA = b64Field(form, "identity");
     const mA = b64Field(form, "mac");
@@ -952,7 +966,10 @@ export class ESession {
     // Detect the initiator's profile: accept only the reading whose mac_A verifies.
     let found: { profile: Profile; counter: BlockCounter; peerKey: PeerKey | undefined } | undefined;
     let lastError: ESessionError | undefined;
-    for (const profile of this.p.profile ? [this.p.profile] : DETECTABLE_PROFILES) {
+    // Gajim only ever spoke SHA-256 / AES-128 over MODP groups: only then is its reading possible.
+    const gajimSuite = suite.hash === "sha256" && suite.cipher === "aes128-ctr" && suite.group !== "x25519";
+    const candidates = this.p.profile ? [this.p.profile] : DETECTABLE_PROFILES.filter((pr) => gajimSuite || pr.name !== "gajim");
+    for (const profile of candidates) {
       const prov = sessionKeys(crypto, suite, profile, k);
       const counter = s.counterA.clone();
       const formA = normalize(s.requestX.children, profile.formStyle);
@@ -1203,6 +1220,10 @@ export class ESession {
     }
     this.state = { kind: "terminated" };
   }
+}
+
+function gajimProfile(p: Profile): boolean {
+  return p.name === "gajim";
 }
 
 function req(b: Uint8Array | undefined): Uint8Array {

@@ -273,7 +273,7 @@ test("retained secrets: the second session shares a secret; a third party's stal
 });
 
 test("a man-in-the-middle who alters Bob's DH value is detected (identity does not verify)", async () => {
-  const p = makePair({ seed: "mitm-d" });
+  const p = makePair({ seed: "mitm-d", policy: { groups: [14] } });
   p.board.setAdversary((item) => {
     const x = item.stanza.getChild("feature", NS.featureNeg)?.getChild("x", NS.data);
     const f = x?.getChildren("field").find((fl) => fl.attrs.var === "dhkeys");
@@ -458,4 +458,41 @@ test("Bob picks the first cipher and hash Alice prefers that he supports; none i
   await established(p);
   const b = p.bobEvents.find((e) => e.type === "established");
   assert.ok(b && b.type === "established" && b.options.cipher === "aes256-ctr" && b.options.hash === "sha512");
+});
+
+test("X25519: a small-order (all-zero) or short public value from the peer is refused", async () => {
+  for (const bad of [new Uint8Array(32), Uint8Array.of(9)]) {
+    const p = makePair({ seed: `x25519-bad-${bad.length}`, policy: { groups: ["x25519"] } });
+    p.board.setAdversary((item) => {
+      const x = item.stanza.getChild("feature", NS.featureNeg)?.getChild("x", NS.data);
+      if (x?.attrs.type !== "submit") return { action: "deliver" };
+      const s = parseXml(item.stanza.toString());
+      const v = s.getChild("feature", NS.featureNeg)?.getChild("x", NS.data)?.getChildren("field").find((fl) => fl.attrs.var === "dhkeys")?.getChild("value");
+      v?.children.splice(0, v.children.length, toBase64(bad));
+      return { action: "replace", stanza: s };
+    });
+    const est = p.alice.startSession(p.bobJid);
+    est.catch(() => undefined);
+    await p.settle();
+    await assert.rejects(est, /bad-dh-value/);
+  }
+});
+
+test("the modern suite is preferred between xmpp-e2e peers; a 2007-only peer still negotiates MODP", async () => {
+  const p = makePair({ seed: "modern" });
+  const { aliceSas, bobSas } = await established(p);
+  assert.equal(aliceSas, bobSas);
+  const b = p.bobEvents.find((e) => e.type === "established");
+  assert.ok(b && b.type === "established");
+  assert.deepEqual([b.options.group, b.options.cipher, b.options.hash], ["x25519", "aes256-ctr", "sha512"]);
+  await p.alice.rekey(p.bobJid);
+  await p.alice.sendMessage(p.bobJid, "modern");
+  await p.settle();
+  assert.deepEqual(p.bodies("bob"), ["modern"]);
+  // Bob knows only the 2007 values (as Gajim did): the same Alice falls back to MODP.
+  const q = makePair({ seed: "modern-old", bob: { policy: { groups: [14, 5], cryptAlgs: ["aes128-ctr"], hashAlgs: ["sha256"] } } });
+  await established(q);
+  const b2 = q.bobEvents.find((e) => e.type === "established");
+  assert.ok(b2 && b2.type === "established");
+  assert.deepEqual([b2.options.group, b2.options.cipher, b2.options.hash], [14, "aes128-ctr", "sha256"]);
 });
