@@ -60,8 +60,10 @@ export type ClientEvent =
        * sas-never-confirmed: remind the user to compare the SAS (XEP-0116 4.5.2).
        * retained-secret-mismatch: we hold retained secrets for this peer but none matched:
        * a man-in-the-middle, or the peer lost its state; compare the SAS now.
+       * disclosure: the peer declared it may disclose the session to a third party
+       * (XEP-0116 section 8: "MUST immediately and clearly inform their users").
        */
-      readonly alert: "sas-never-confirmed" | "retained-secret-mismatch";
+      readonly alert: "sas-never-confirmed" | "retained-secret-mismatch" | "disclosure";
     }
   /** A stanza that arrived outside any encrypted session (shown as unprotected). */
   | { readonly type: "unprotected"; readonly peer: string; readonly stanza: Element };
@@ -383,6 +385,7 @@ export class SecureClient {
         };
         this.emit({ type: "established", ...info });
         if (!sasState.confirmed && e.sas !== undefined) this.emit({ type: "alert", peer, alert: "sas-never-confirmed" });
+        if (e.options.disclosure !== "never") this.emit({ type: "alert", peer, alert: "disclosure" });
         if (e.options.messages === 4 && !e.retainedSecretMatched && (this.heldSecrets.get(s) ?? 0) > 0)
           this.emit({ type: "alert", peer, alert: "retained-secret-mismatch" });
         this.waiters.get(s)?.resolve(info);

@@ -98,6 +98,12 @@ export interface Policy {
   readonly blockLimit?: number;
   /** Private exponent length in bytes (default 64 = 512 bits; 0 = the prime's full length). */
   readonly exponentBytes?: number;
+  /**
+   * Values of the peer's 'disclosure' we tolerate (XEP-0116 section 8), "never" first.
+   * We always answer "never" ourselves: this implementation has no mechanism that could
+   * divulge identities, keys or content to a third party.
+   */
+  readonly acceptDisclosure?: readonly ("never" | "disabled" | "enabled")[];
   /** Protocol versions we offer, in preference order (XEP-0210 3.10); we speak "1.0". */
   readonly versions?: readonly string[];
   /** Initiator: 4-message SIGMA-R with hash commitment (default) or 3-message SIGMA-I. */
@@ -509,7 +515,7 @@ export class ESession {
     const form = requestForm(
       {
         logging: this.policy.logging,
-        disclosure: ["never"],
+        disclosure: gajimProfile(this.profile) ? ["never"] : (this.policy.acceptDisclosure ?? ["never"]),
         security: ["e2e"],
         cryptAlgs: gajim ? ["aes128-ctr"] : this.ciphers(),
         hashAlgs: gajim ? ["sha256"] : this.hashes(),
@@ -749,7 +755,7 @@ export class ESession {
       return v ?? "";
     };
     check("security", ["e2e"]);
-    const disclosure = check("disclosure", ["never"]);
+    const disclosure = check("disclosure", this.policy.acceptDisclosure ?? ["never"]);
     const logging = check("logging", this.policy.logging);
     const cipher = check("crypt_algs", gajim ? ["aes128-ctr"] : this.ciphers()) as CipherAlg;
     const hash = check("hash_algs", gajim ? ["sha256"] : this.hashes()) as HashAlg;

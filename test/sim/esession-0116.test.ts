@@ -139,3 +139,25 @@ test("the Other Shared Secret: equal passwords agree, different passwords fail t
   await diff.settle();
   await assert.rejects(est, /identity-mismatch/);
 });
+
+test("disclosure: we answer 'never' even when more is tolerated; a peer declaring 'enabled' is refused by default", async () => {
+  const rewrite = (value: string) => (item: { stanza: import("../../src/xml/index.js").Element }) => {
+    if (item.stanza.getChild("feature", NS.featureNeg)?.getChild("x", NS.data)?.attrs.type !== "submit") return { action: "deliver" as const };
+    const s = parseXml(item.stanza.toString());
+    const v = s.getChild("feature", NS.featureNeg)?.getChild("x", NS.data)?.getChildren("field").find((f) => f.attrs.var === "disclosure")?.getChild("value");
+    v?.children.splice(0, v.children.length, value);
+    return { action: "replace" as const, stanza: s };
+  };
+  // Our responder says "never" even when more is tolerated.
+  const p = makePair({ seed: "disc-never", alice: { policy: { acceptDisclosure: ["never", "enabled"] } } });
+  const { a } = await run(p);
+  assert.equal(a.options.disclosure, "never");
+  assert.ok(!p.aliceEvents.some((e) => e.type === "alert" && e.alert === "disclosure"));
+  // A responder that declares "enabled" (simulated in flight) is refused by default ...
+  const q = makePair({ seed: "disc-refuse" });
+  q.board.setAdversary(rewrite("enabled"));
+  const est = q.alice.startSession(q.bobJid);
+  est.catch(() => undefined);
+  await q.settle();
+  await assert.rejects(est, /not-acceptable/);
+});
