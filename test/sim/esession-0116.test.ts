@@ -161,3 +161,42 @@ test("disclosure: we answer 'never' even when more is tolerated; a peer declarin
   await q.settle();
   await assert.rejects(est, /not-acceptable/);
 });
+
+// Production keys from src/identity through the src/client adapters.
+import { createIdentityKey } from "../../src/identity/keyfile.js";
+import { keyVerifier, signingIdentity } from "../../src/client/keys.js";
+
+for (const alg of ["rsa-sha256", "dsa-sha256", "ed25519"] as const) {
+  test(`identity keys ${alg}: mutual 'key' authentication, 4- and 3-message`, async () => {
+    const ka = createIdentityKey(alg, 0, alg === "rsa-sha256" ? { rsaBits: 2048 } : {});
+    const kb = createIdentityKey(alg, 0, alg === "rsa-sha256" ? { rsaBits: 2048 } : {});
+    for (const messages of [4, 3] as const) {
+      const p = makePair({
+        seed: `prod-${alg}-${messages}`,
+        policy: { messages },
+        alice: { identity: signingIdentity(ka), verifier: keyVerifier(), policy: { offerPubkey: ["key"], acceptPubkey: ["key"] } },
+        bob: { identity: signingIdentity(kb), verifier: keyVerifier(), policy: { acceptPubkey: ["key"] } },
+      });
+      const { a, b } = await run(p);
+      assert.equal(normalizeKey(a.peerKey?.keyValue), normalizeKey(signingIdentity(kb).keyValue));
+      assert.equal(normalizeKey(b.peerKey?.keyValue), normalizeKey(signingIdentity(ka).keyValue));
+      await p.alice.sendMessage(p.bobJid, alg);
+      await p.settle();
+      assert.deepEqual(p.bodies("bob"), [alg]);
+    }
+  });
+}
+
+test("keys of different algorithms cannot share XEP-0116's single sign_algs value: a clear error names it", async () => {
+  const p = makePair({
+    seed: "mixed-algs",
+    alice: { identity: signingIdentity(createIdentityKey("ed25519", 0)), verifier: keyVerifier(), policy: { offerPubkey: ["key"], acceptPubkey: ["key"] } },
+    bob: { identity: signingIdentity(createIdentityKey("rsa-sha256", 0, { rsaBits: 2048 })), verifier: keyVerifier(), policy: { acceptPubkey: ["key"] } },
+  });
+  const est = p.alice.startSession(p.bobJid);
+  est.catch(() => undefined);
+  await p.settle();
+  const err = await est.then(() => undefined, (e: Error) => e);
+  assert.match(String(err?.message), /not-acceptable/);
+  assert.ok(p.aliceEvents.some((e) => e.type === "failed" && e.error.fields.includes("sign_algs")));
+});
