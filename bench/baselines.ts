@@ -18,6 +18,8 @@
  */
 import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { DEFAULT_EXPONENT_BYTES } from "../src/esession/keys.js";
+import type { DhGroupId } from "../src/crypto/provider.js";
+import { nodeSigner, type SignAlg } from "../src/identity/keys.js";
 import { nodeCrypto } from "../src/crypto/node.js";
 
 /** Bytes of the AES-128 key, HMAC-SHA256 key and CTR block. */
@@ -97,5 +99,30 @@ export function rawDh(group: 5 | 14): () => void {
   if (!Buffer.from(ka).equals(Buffer.from(kb))) throw new Error("rawDh: shared secrets differ");
   return () => {
     op();
+  };
+}
+
+/**
+ * The raw public-key work of ONE authenticated 4-message negotiation (XEP-0116 with
+ * init_pubkey = resp_pubkey = 'key'): 2 dhPublic + 2 dhShared in `group` (MODP with the
+ * protocol's 512-bit exponents, or X25519) and 2 signatures + 2 verifications with `alg`
+ * keys, through the same providers the protocol uses.
+ */
+export function rawHandshake(group: DhGroupId, alg: SignAlg): () => void {
+  const keyOpts = alg === "rsa-sha256" ? { rsaBits: 2048 } : {};
+  const a = nodeSigner.generate(alg, keyOpts);
+  const b = nodeSigner.generate(alg, keyOpts);
+  const mac = new Uint8Array(64);
+  const exp = (): Uint8Array => (group === "x25519" ? new Uint8Array(randomBytes(32)) : exponent());
+  return () => {
+    const x = exp();
+    const y = exp();
+    const e = nodeCrypto.dhPublic(group, x);
+    const d = nodeCrypto.dhPublic(group, y);
+    nodeCrypto.dhShared(group, x, d);
+    nodeCrypto.dhShared(group, y, e);
+    const sa = nodeSigner.sign(alg, a.privateKey, mac);
+    const sb = nodeSigner.sign(alg, b.privateKey, mac);
+    if (!nodeSigner.verify(alg, a.publicKey, mac, sa) || !nodeSigner.verify(alg, b.publicKey, mac, sb)) throw new Error("rawHandshake: verify failed");
   };
 }

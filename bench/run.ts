@@ -11,12 +11,15 @@
  * objects through serialize() and parseXml(), as they would over a stream.
  */
 import { type FullJid, parseFullJid, type ThreadId } from "../src/core/types.js";
-import type { ModpGroup } from "../src/crypto/provider.js";
+import type { DhGroupId, ModpGroup } from "../src/crypto/provider.js";
+import { keyVerifier, signingIdentity } from "../src/client/keys.js";
+import { createIdentityKey } from "../src/identity/keyfile.js";
+import type { SignAlg } from "../src/identity/keys.js";
 import { nodeCrypto, systemClock, systemRandom } from "../src/crypto/node.js";
 import { DEFAULT_POLICY, ESession, type ESessionEvent, type Policy, type SessionParams } from "../src/esession/session.js";
 import type { Output } from "../src/core/machine.js";
 import { el, type Element, parseXml, serialize } from "../src/xml/index.js";
-import { rawDh, rawStanzaCrypto } from "./baselines.js";
+import { rawDh, rawHandshake, rawStanzaCrypto } from "./baselines.js";
 import { compare, type Figure, measure, type Measurement, median, printTable, type Unit, writeResults } from "./lib.js";
 
 const ALICE = parseFullJid("alice@example.org/bench");
@@ -26,6 +29,8 @@ const THREAD = "bench-thread-0001" as ThreadId;
 const NO_REKEY_FREQ = 2 ** 32 - 1;
 /** The issue's target for the 200-byte stanza ratio. */
 const STANZA_200_TARGET = 0.4;
+/** Issue 4: protocol overhead under 30% of the raw public-key work: ratio >= 1 / 1.3. */
+const HANDSHAKE_TARGET = 1 / 1.3;
 
 interface FigureOptions {
   readonly unit: Unit;
@@ -40,13 +45,18 @@ const STANZA_OPTS: FigureOptions = { unit: "ops/s", rounds: 9, sampleMs: 200 };
 /** Negotiation figures: several ms per op (MODP 14), so longer samples keep the op count up. */
 const NEGOTIATION_OPTS: FigureOptions = { unit: "ops/s", rounds: 9, sampleMs: 400 };
 
-function policyFor(group: ModpGroup): Policy {
-  // Spreading DEFAULT_POLICY keeps every other field; it has no autoRekeyEvery.
-  return { ...DEFAULT_POLICY, groups: [group], rekeyFreq: NO_REKEY_FREQ };
+/**
+ * The 2007 suite (AES-128-CTR, HMAC-SHA-256) that the stanza and MODP baselines measure;
+ * spreading DEFAULT_POLICY keeps every other field (it has no autoRekeyEvery).
+ */
+function policyFor(group: DhGroupId): Policy {
+  return { ...DEFAULT_POLICY, groups: [group], cryptAlgs: ["aes128-ctr"], hashAlgs: ["sha256"], rekeyFreq: NO_REKEY_FREQ };
 }
 
-function params(local: FullJid, peer: FullJid, policy: Policy): SessionParams {
-  return { crypto: nodeCrypto, random: systemRandom, clock: systemClock, local, peer, thread: THREAD, policy };
+type Extra = Pick<SessionParams, "identity" | "verifier">;
+
+function params(local: FullJid, peer: FullJid, policy: Policy, extra: Partial<Extra> = {}): SessionParams {
+  return { crypto: nodeCrypto, random: systemRandom, clock: systemClock, local, peer, thread: THREAD, policy, ...extra };
 }
 
 /** What the wire does to a stanza: serialize it, parse it back, stamp `from` as a server would. */
@@ -74,8 +84,8 @@ interface EstablishedPair {
  * Runs one complete negotiation between two fresh sessions, shuttling every drained
  * stanza through {@link wire}, until both emitted "established". Throws on any failure.
  */
-function negotiate(policy: Policy): EstablishedPair {
-  const alice = ESession.initiate(params(ALICE, BOB, policy));
+function negotiate(policy: Policy, extraA: Partial<Extra> = {}, extraB: Partial<Extra> = {}): EstablishedPair {
+  const alice = ESession.initiate(params(ALICE, BOB, policy, extraA));
   let bob: ESession | undefined;
   const toAlice: Element[] = [];
   const toBob: Element[] = [];
@@ -103,7 +113,7 @@ function negotiate(policy: Policy): EstablishedPair {
     const forBob = toBob.shift();
     if (forBob) {
       if (bob) bob.handleStanza(forBob);
-      else bob = ESession.respond(params(BOB, ALICE, policy), forBob);
+      else bob = ESession.respond(params(BOB, ALICE, policy, extraB), forBob);
       collect("bob", bob.drain());
       continue;
     }
@@ -173,6 +183,34 @@ function negotiation(group: ModpGroup): () => void {
   };
 }
 
+/**
+ * One op = one complete authenticated 4-message negotiation (XEP-0116, both sides 'key'):
+ * MODP 14 with RSA-2048 keys, or the modern suite (X25519, SHA-512/HKDF, AES-256) with
+ * Ed25519 keys.
+ */
+function handshake(group: DhGroupId, alg: SignAlg): () => void {
+  const keyOpts = alg === "rsa-sha256" ? { rsaBits: 2048 } : {};
+  const ka = signingIdentity(createIdentityKey(alg, 0, keyOpts));
+  const kb = signingIdentity(createIdentityKey(alg, 0, keyOpts));
+  const verifier = keyVerifier();
+  const modern = group === "x25519";
+  const policy: Policy = {
+    ...DEFAULT_POLICY,
+    groups: [group],
+    cryptAlgs: [modern ? "aes256-ctr" : "aes128-ctr"],
+    hashAlgs: [modern ? "sha512" : "sha256"],
+    rekeyFreq: NO_REKEY_FREQ,
+    offerPubkey: ["key"],
+    acceptPubkey: ["key"],
+  };
+  const run = () => negotiate(policy, { identity: ka, verifier }, { identity: kb, verifier });
+  const first = run();
+  if (first.messages !== 4) throw new Error(`handshake: ${first.messages} messages, expected 4`);
+  return () => {
+    run();
+  };
+}
+
 /** Untimed warmup before a figure's first round (JIT, caches, batch sizing). */
 const FIRST_WARMUP_MS = 300;
 /** Warmup of later rounds: only re-sizes the batch; the code is already hot. */
@@ -226,7 +264,9 @@ async function main(): Promise<void> {
       "                        + Base64, encrypt + decrypt",
       "  negotiation MODP G    one full 4-message XEP-0217 negotiation, both parties  vs  rawDh(G):",
       "                        2 dhPublic + 2 dhShared",
-      `Target (issue): esession stanza 200B ratio >= ${STANZA_200_TARGET.toFixed(2)}.`,
+      "  handshake 4-msg ...   one authenticated XEP-0116 negotiation (both sides sign with 'key')",
+      "                        vs  rawHandshake: 2 dhPublic + 2 dhShared + 2 sign + 2 verify",
+      `Targets (issues): esession stanza 200B ratio >= ${STANZA_200_TARGET.toFixed(2)}; handshakes >= ${HANDSHAKE_TARGET.toFixed(2)} (overhead < 30%).`,
       "",
     ].join("\n") + "\n",
   );
@@ -236,6 +276,12 @@ async function main(): Promise<void> {
   figures.push(await figure("esession stanza 4KiB", stanzaRoundTrip(4096), "rawStanzaCrypto(4096)", rawStanzaCrypto(4096), STANZA_OPTS));
   figures.push(await figure("negotiation MODP 5", negotiation(5), "rawDh(5)", rawDh(5), NEGOTIATION_OPTS));
   figures.push(await figure("negotiation MODP 14", negotiation(14), "rawDh(14)", rawDh(14), NEGOTIATION_OPTS));
+  figures.push(
+    await figure("handshake 4-msg MODP 14 + RSA-2048", handshake(14, "rsa-sha256"), "rawHandshake(14, rsa-2048)", rawHandshake(14, "rsa-sha256"), NEGOTIATION_OPTS),
+  );
+  figures.push(
+    await figure("handshake 4-msg modern (X25519 + Ed25519)", handshake("x25519", "ed25519"), "rawHandshake(x25519, ed25519)", rawHandshake("x25519", "ed25519"), NEGOTIATION_OPTS),
+  );
 
   process.stdout.write("\n");
   printTable(figures);
@@ -243,6 +289,9 @@ async function main(): Promise<void> {
   if (s200) {
     const verdict = s200.ratio >= STANZA_200_TARGET ? "meets" : "BELOW";
     process.stdout.write(`\nesession stanza 200B ratio ${s200.ratio.toFixed(3)} ${verdict} the target ${STANZA_200_TARGET.toFixed(2)}.\n`);
+  }
+  for (const f of figures.filter((x) => x.name.startsWith("handshake"))) {
+    process.stdout.write(`${f.name} ratio ${f.ratio.toFixed(3)} ${f.ratio >= HANDSHAKE_TARGET ? "meets" : "BELOW"} the target ${HANDSHAKE_TARGET.toFixed(2)}.\n`);
   }
   const doc = writeResults(figures);
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;

@@ -9,7 +9,7 @@
 import type { CryptoProvider, HashAlg } from "../crypto/provider.js";
 import { equalBytes } from "../core/bytes.js";
 import { nodeCrypto } from "../crypto/node.js";
-import { keyFingerprint, type KeyVerifier, type PeerKey, type SigningIdentity } from "../esession/identity.js";
+import { keyFingerprint, type KeyVerifier, normalizedKey, type PeerKey, type SigningIdentity } from "../esession/identity.js";
 import type { IdentityKey } from "../identity/keyfile.js";
 import { nodeSigner, SIGN_ALG_URI, SIGN_ALGS, type SignatureProvider, signAlgFromUri } from "../identity/keys.js";
 import { keyValueElement, parseKeyValue, spkiFromKeyValue } from "../identity/keyvalue.js";
@@ -37,6 +37,19 @@ export interface KeyVerifierOptions {
 export function keyVerifier(o: KeyVerifierOptions = {}): KeyVerifier & { accept(key: PeerKey): boolean } {
   const signer = o.signer ?? nodeSigner;
   const crypto = o.crypto ?? nodeCrypto;
+  // Peers present the same keys session after session: keep the parsed and policy-checked
+  // SPKI per normalized KeyValue (bounded).
+  const parsed = new Map<string, Uint8Array>();
+  const spkiOf = (keyValue: Element): Uint8Array => {
+    const id = normalizedKey(keyValue);
+    let spki = parsed.get(id);
+    if (!spki) {
+      spki = spkiFromKeyValue(parseKeyValue(keyValue));
+      if (parsed.size >= 256) parsed.delete(parsed.keys().next().value ?? "");
+      parsed.set(id, spki);
+    }
+    return spki;
+  };
   return {
     signAlgs: SIGN_ALGS.map((a) => SIGN_ALG_URI[a]),
     verify(uri, keyValue, data, signature) {
@@ -44,7 +57,7 @@ export function keyVerifier(o: KeyVerifierOptions = {}): KeyVerifier & { accept(
       if (!alg) return false;
       let spki: Uint8Array;
       try {
-        spki = spkiFromKeyValue(parseKeyValue(keyValue));
+        spki = spkiOf(keyValue);
       } catch {
         return false;
       }

@@ -24,9 +24,22 @@ import { CryptoError, type CryptoProvider, type DhGroup, type DhGroupId, type Ha
 const X25519_PKCS8 = Uint8Array.from([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20]);
 const X25519_SPKI = Uint8Array.from([0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x03, 0x21, 0x00]);
 
+/**
+ * A private value is used twice (public key, then shared secret); OpenSSL's key decoding
+ * dominates X25519's cost, so the KeyObject is kept for the lifetime of that byte array
+ * (it dies with it; wiping the array does not reach this copy, which is private to
+ * OpenSSL and freed with the array).
+ */
+const x25519Keys = new WeakMap<Uint8Array, KeyObject>();
+
 function x25519Private(x: Uint8Array): KeyObject {
   if (x.length !== 32) throw new CryptoError("bad-public-value");
-  return createPrivateKey({ key: Buffer.concat([X25519_PKCS8, x]), format: "der", type: "pkcs8" });
+  let k = x25519Keys.get(x);
+  if (!k) {
+    k = createPrivateKey({ key: Buffer.concat([X25519_PKCS8, x]), format: "der", type: "pkcs8" });
+    x25519Keys.set(x, k);
+  }
+  return k;
 }
 
 function x25519Public(v: Uint8Array): KeyObject {
