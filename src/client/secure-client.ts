@@ -11,6 +11,8 @@
 import { errorReply, type StanzaConnection } from "../adapters/connection.js";
 import { bareJid, type Clock, type FullJid, type Jid, parseFullJid, type Random, type ThreadId } from "../core/types.js";
 import type { KeyVerifier, PeerKey, PubkeyMethod, SigningIdentity } from "../esession/identity.js";
+import { parseKeyValue, spkiFromKeyValue } from "../identity/keyvalue.js";
+import type { TrustAlert, TrustManager, TrustVerdict } from "../trust/index.js";
 import { nodeCrypto, systemClock, systemRandom } from "../crypto/node.js";
 import type { CryptoProvider } from "../crypto/provider.js";
 import { carriedForm } from "../esession/codec.js";
@@ -53,6 +55,10 @@ export type ClientEvent =
   | { readonly type: "rekeyed"; readonly peer: FullJid; readonly by: "us" | "peer" }
   | { readonly type: "terminated"; readonly peer: FullJid; readonly by: "us" | "peer"; readonly acknowledged: boolean }
   | { readonly type: "failed"; readonly peer: FullJid; readonly error: ESessionError }
+  /** The trust verdict for the peer's key (when a TrustManager is configured). */
+  | { readonly type: "trust"; readonly peer: FullJid; readonly verdict: TrustVerdict }
+  /** An alert of the trust layer (XEP-0116 7.4): key changed, missing, shared or revoked. */
+  | { readonly type: "trust-alert"; readonly peer: FullJid; readonly alert: TrustAlert }
   | {
       readonly type: "alert";
       readonly peer: FullJid;
@@ -101,6 +107,11 @@ export interface SecureClientOptions {
   readonly identity?: SigningIdentity;
   /** Verifies peers' keys; `accept` applies the trust policy (default: accept). */
   readonly verifier?: KeyVerifier & { accept?(key: PeerKey): boolean };
+  /**
+   * Trust decisions and the XEP-0116 key alerts. Every session's peer key (or its absence)
+   * is recorded; a session whose key is untrusted (changed, shared) or revoked is ended.
+   */
+  readonly trust?: TrustManager;
 }
 
 export const DEFAULT_RETAINED_SECRET_LIFETIME_MS = 365 * 24 * 3600 * 1000;
@@ -126,6 +137,8 @@ export class SecureClient {
   private readonly policy: Policy;
   private readonly sessions = new Map<string, ESession>();
   private readonly waiters = new Map<ESession, Waiter>();
+  /** The fingerprint of each peer's key in its current session (for SAS confirmation). */
+  private readonly peerKeys = new Map<string, string>();
   /** How many retained secrets we held for the peer when each negotiation started. */
   private readonly heldSecrets = new WeakMap<ESession, number>();
   private readonly listeners = new Set<(e: ClientEvent) => void>();
@@ -235,6 +248,17 @@ export class SecureClient {
   /** Records that the users compared the SAS and it matched. */
   async confirmSas(peer: string): Promise<void> {
     const account = bareJid(this.jid);
+    if (this.o.trust) {
+      const latestRs = (await this.o.store.list(account, bareJid(parseFullJid(peer))))[0];
+      await this.o.trust.confirmSas({
+        account,
+        jid: bareJid(parseFullJid(peer)),
+        now: this.clock.now(),
+        ...(latestRs ? { retainedSecretId: latestRs.id } : {}),
+        ...(this.peerKeys.has(peer) ? { fingerprint: this.peerKeys.get(peer) ?? "" } : {}),
+      });
+      return;
+    }
     await this.o.store.setSasConfirmed(account, bareJid(parseFullJid(peer)), this.clock.now());
     const latest = (await this.o.store.list(account, bareJid(parseFullJid(peer))))[0];
     if (latest) await this.o.store.markChainVerified(latest.id);
@@ -384,10 +408,27 @@ export class SecureClient {
           sasConfirmedBefore: sasState.confirmed,
         };
         this.emit({ type: "established", ...info });
-        if (!sasState.confirmed && e.sas !== undefined) this.emit({ type: "alert", peer, alert: "sas-never-confirmed" });
+        const verdict = this.o.trust ? await this.judge(peer, e.peerKey) : undefined;
+        if (verdict) {
+          if (verdict.fingerprint !== undefined) this.peerKeys.set(peer, verdict.fingerprint);
+          else this.peerKeys.delete(peer);
+          this.emit({ type: "trust", peer, verdict });
+          for (const alert of verdict.alerts) if (alert.kind !== "sas-never-confirmed") this.emit({ type: "trust-alert", peer, alert });
+        }
+        const sasAlert = verdict ? verdict.alerts.some((a) => a.kind === "sas-never-confirmed") : !sasState.confirmed;
+        if (sasAlert && e.sas !== undefined) this.emit({ type: "alert", peer, alert: "sas-never-confirmed" });
         if (e.options.disclosure !== "never") this.emit({ type: "alert", peer, alert: "disclosure" });
         if (e.options.messages === 4 && !e.retainedSecretMatched && (this.heldSecrets.get(s) ?? 0) > 0)
           this.emit({ type: "alert", peer, alert: "retained-secret-mismatch" });
+        if (verdict && (verdict.trust === "untrusted" || verdict.trust === "revoked")) {
+          // XEP-0116 4.4.2: only a key she "can confirm (or has previously confirmed)".
+          const err = new ESessionError("identity-mismatch", `the peer's key is ${verdict.trust}`, ["identity"]);
+          this.emit({ type: "failed", peer, error: err });
+          this.waiters.get(s)?.reject(err);
+          this.waiters.delete(s);
+          s.terminate();
+          return;
+        }
         this.waiters.get(s)?.resolve(info);
         this.waiters.delete(s);
         return;
@@ -416,6 +457,21 @@ export class SecureClient {
         return never;
       }
     }
+  }
+
+  /** Records the peer's key (or its absence) and evaluates trust (XEP-0116 7.3-7.4). */
+  private async judge(peer: FullJid, key: PeerKey | undefined): Promise<TrustVerdict | undefined> {
+    const trust = this.o.trust;
+    if (!trust) return undefined;
+    let publicKey: Uint8Array | undefined;
+    if (key) {
+      try {
+        publicKey = spkiFromKeyValue(parseKeyValue(key.keyValue));
+      } catch {
+        publicKey = undefined;
+      }
+    }
+    return trust.observe({ account: bareJid(this.jid), jid: bareJid(peer), publicKey, now: this.clock.now() });
   }
 
   /** Stores the new retained secret, destroying the SRS it replaces (XEP-0217). */
