@@ -21,7 +21,12 @@ import type { ProfileName } from "../esession/profile.js";
 import { checkVectorFile, VectorFileError } from "../esession/vectors.js";
 import { MemoryStore } from "../store/memory.js";
 import { openSqliteStore } from "../store/sqlite.js";
-import type { Store } from "../store/types.js";
+import { keyVerifier, signingIdentity } from "../client/keys.js";
+import { bareJid, parseJid } from "../core/types.js";
+import type { PubkeyMethod } from "../esession/identity.js";
+import { Keyring } from "../identity/keyring.js";
+import { keyValueElement } from "../identity/keyvalue.js";
+import { describeAlert, TrustManager } from "../trust/index.js";
 import { el, normalize, NS, parseXml } from "../xml/index.js";
 
 const USAGE = `usage: xmpp-e2e <command> [options]
@@ -40,8 +45,15 @@ commands:
       --service URL            default xmpp://<domain>:5222
       --store FILE             retained secrets and SAS state (default ./xmpp-e2e.db)
       --profile P              spec (default) or gajim
+      --messages 3|4           4-message SIGMA-R (default) or 3-message SIGMA-I (needs keys)
+      --auth M                 identify with our key: key, hash or none (default: key when
+                               a key exists for --jid, see "keys create"; else none)
+      --passphrase P           unlock a protected key (or XMPP_E2E_PASSPHRASE)
   vectors FILE         recompute an ESession vectors file (exit 1 on any mismatch)
       --profile P        gajim (default; every value) or spec (the shared values)
+  keys ...             long-term signing keys: create, show, export, import (keys --help)
+  trust ...            peers' keys: list, verify, petname, revoke (trust --help)
+  object ...           RFC 3923 object encryption: keygen, sign, encrypt, decrypt, verify, chat
 `;
 
 class UsageError extends Error {
@@ -203,9 +215,15 @@ async function chat(argv: string[]): Promise<number> {
       service: { type: "string" },
       store: { type: "string", default: "xmpp-e2e.db" },
       profile: { type: "string" },
+      messages: { type: "string" },
+      auth: { type: "string" },
+      passphrase: { type: "string" },
     },
   });
   if (!values.jid) throw new UsageError("--jid is required");
+  const messages = values.messages === undefined ? 4 : Number(values.messages);
+  if (messages !== 3 && messages !== 4) throw new UsageError("--messages must be 3 or 4");
+  if (values.auth !== undefined && !["key", "hash", "none"].includes(values.auth)) throw new UsageError("--auth must be key, hash or none");
   const password = values.password ?? process.env.XMPP_E2E_PASSWORD;
   if (!password) throw new UsageError("--password or XMPP_E2E_PASSWORD is required");
   const { local, domain, resource } = jidParts(values.jid);
@@ -218,8 +236,30 @@ async function chat(argv: string[]): Promise<number> {
     password,
     ...(resource ? { resource } : {}),
   });
-  const store: Store = openSqliteStore(values.store ?? "xmpp-e2e.db");
-  const client = new SecureClient({ connection: conn, store, profile: profileOpt(values.profile, "spec") });
+  const store = openSqliteStore(values.store ?? "xmpp-e2e.db");
+  const account = bareJid(parseJid(values.jid));
+  const ring = new Keyring({ store, crypto: nodeCrypto });
+  const stored = await ring.current(account);
+  const passphrase = values.passphrase ?? process.env.XMPP_E2E_PASSPHRASE;
+  const identity = stored ? signingIdentity(ring.unlock(stored, passphrase)) : undefined;
+  const auth = (values.auth ?? (identity ? "key" : "none")) as PubkeyMethod;
+  if (auth !== "none" && !identity) throw new UsageError(`--auth ${auth} needs a key: run \`xmpp-e2e keys create --jid ${account}\` first`);
+  if (messages === 3 && auth === "none") throw new UsageError("a 3-message negotiation needs --auth key or hash");
+  const trust = new TrustManager({ store, crypto: nodeCrypto });
+  const known = await store.listPeerKeys(account);
+  const client = new SecureClient({
+    connection: conn,
+    store,
+    profile: profileOpt(values.profile, "spec"),
+    trust,
+    ...(identity ? { identity } : {}),
+    verifier: keyVerifier({ known: () => known.filter((k) => k.revokedAt === undefined).map((k) => keyValueElement(k.publicKey)) }),
+    policy: {
+      messages,
+      offerPubkey: auth === "none" ? ["none"] : [auth, "none"].filter((m) => messages === 4 || m !== "none") as PubkeyMethod[],
+      acceptPubkey: messages === 3 ? ["key", "hash"] : ["key", "hash", "none"],
+    },
+  });
   const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: Boolean(process.stdin.isTTY) });
   let peer = values.to;
   let pendingSas: string | undefined;
@@ -238,6 +278,15 @@ async function chat(argv: string[]): Promise<number> {
         break;
       case "alert":
         if (e.alert === "sas-never-confirmed") console.log(`*** you never confirmed a SAS with ${e.peer}`);
+        if (e.alert === "retained-secret-mismatch")
+          console.log(`*** WARNING: ${e.peer} did not share the secret from your last session: compare the SAS now`);
+        if (e.alert === "disclosure") console.log(`*** WARNING: ${e.peer} may disclose this session to a third party`);
+        break;
+      case "trust-alert":
+        console.log(`*** WARNING: ${describeAlert(e.alert)}`);
+        break;
+      case "trust":
+        console.log(`*** ${e.peer}'s key: ${e.verdict.trust}${e.verdict.fingerprint ? ` (${e.verdict.fingerprint})` : ""}`);
         break;
       case "message":
         console.log(`${e.peer}: ${e.body ?? "(no text)"}`);
@@ -313,6 +362,12 @@ export async function main(argv: string[]): Promise<number> {
         return await chat(rest);
       case "vectors":
         return vectors(rest);
+      case "keys":
+        return await (await import("./keys.js")).run(rest);
+      case "trust":
+        return await (await import("./trust.js")).run(rest);
+      case "object":
+        return await (await import("./object.js")).run(rest);
       case undefined:
       case "help":
       case "--help":

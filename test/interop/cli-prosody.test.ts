@@ -96,3 +96,38 @@ test("two chat processes: SAS shown on both sides, confirmed, messages exchanged
     bob.p.kill();
   }
 });
+
+test("keys create + chat --messages 3: a key-authenticated SIGMA-I session through Prosody, keys recorded as trusted", { timeout: 60_000 }, async () => {
+  for (const user of ["alice", "bob"]) {
+    const r = spawnSync(process.execPath, [BIN, "keys", "create", "--jid", `${user}@localhost`, "--alg", "ed25519", "--store", join(dir, `${user}-keys.db`)], {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+  }
+  const keyed = (user: string, pass: string, extra: string[]) =>
+    new Proc(
+      spawn(
+        process.execPath,
+        [BIN, "chat", "--jid", `${user}@localhost/k`, "--service", server.service, "--store", join(dir, `${user}-keys.db`), "--messages", "3", ...extra],
+        { env: { ...process.env, XMPP_E2E_PASSWORD: pass } },
+      ),
+    );
+  const bob = keyed("bob", "b-pw", []);
+  await bob.waitFor(/connected as bob@localhost\/k/);
+  const alice = keyed("alice", "a-pw", ["--to", "bob@localhost/k"]);
+  try {
+    await alice.waitFor(/bob@localhost\/k's key: accepted \(/);
+    await bob.waitFor(/alice@localhost\/k's key: accepted \(/);
+    assert.doesNotMatch(alice.out, /SAS:/, "no SAS in a 3-message negotiation");
+    alice.say("signed hello");
+    await bob.waitFor(/alice@localhost\/k: signed hello/);
+    alice.say("/quit");
+    await bob.waitFor(/session ended by peer/);
+    bob.say("/quit");
+    assert.deepEqual(await Promise.all([alice.exited, bob.exited]), [0, 0]);
+  } finally {
+    alice.p.kill();
+    bob.p.kill();
+  }
+});
