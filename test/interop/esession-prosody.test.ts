@@ -13,7 +13,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { connectXmpp, type XmppConnection } from "../../src/adapters/xmpp-client.js";
-import { type ClientEvent, SecureClient } from "../../src/client/secure-client.js";
+import { type ClientEvent, SecureClient, type SecureClientOptions } from "../../src/client/secure-client.js";
+import { keyVerifier, signingIdentity } from "../../src/client/keys.js";
+import { createIdentityKey } from "../../src/identity/keyfile.js";
+import { MemoryStore } from "../../src/store/memory.js";
 import { openSqliteStore } from "../../src/store/sqlite.js";
 import type { Store } from "../../src/store/types.js";
 import { el } from "../../src/xml/index.js";
@@ -45,11 +48,18 @@ interface Side {
   readonly relayed: string[];
 }
 
-async function side(user: string, pass: string, store: Store, service: string, resource: string): Promise<Side> {
+async function side(
+  user: string,
+  pass: string,
+  store: Store,
+  service: string,
+  resource: string,
+  extra: Partial<SecureClientOptions> = { policy: { groups: [14, 5] } },
+): Promise<Side> {
   const conn = await connectXmpp({ service, domain: server.domain, username: user, password: pass, resource });
   const relayed: string[] = [];
   conn.onStanza((s) => relayed.push(s.toString()));
-  const client = new SecureClient({ connection: conn, store, policy: { groups: [14, 5] } });
+  const client = new SecureClient({ connection: conn, store, ...extra });
   const events: ClientEvent[] = [];
   client.on((e) => events.push(e));
   return { conn, client, events, relayed };
@@ -143,6 +153,38 @@ test("through Prosody over WebSocket: the next session finds the retained secret
   assert.equal(bobEst.retainedSecretMatched, true, "bob found the SRS");
   await alice.client.sendMessage(bob.conn.jid, "over websocket");
   await waitFor(bob, (e) => bodies(e).includes("over websocket"), "ws message");
+  await alice.client.close();
+  await bob.client.close();
+  await alice.conn.close();
+  await bob.conn.close();
+});
+
+test("through Prosody: the modern suite with RSA-2048 keys on both sides (XEP-0116 4-message, 'key')", { timeout: 60_000 }, async () => {
+  const ka = signingIdentity(createIdentityKey("rsa-sha256", 0, { rsaBits: 2048 }));
+  const kb = signingIdentity(createIdentityKey("rsa-sha256", 0, { rsaBits: 2048 }));
+  const alice = await side("alice", "alice-pw", new MemoryStore(), server.service, "keyed", {
+    identity: ka,
+    verifier: keyVerifier(),
+    policy: { offerPubkey: ["key"], acceptPubkey: ["key"] },
+  });
+  const bob = await side("bob", "bob-pw", new MemoryStore(), server.service, "keyed", {
+    identity: kb,
+    verifier: keyVerifier(),
+    policy: { acceptPubkey: ["key"] },
+  });
+  const est = await alice.client.startSession(bob.conn.jid);
+  await waitFor(bob, (e) => e.some((x) => x.type === "established"), "bob established");
+  assert.deepEqual([est.options.group, est.options.cipher, est.options.hash], ["x25519", "aes256-ctr", "sha512"]);
+  assert.equal(est.initPubkey, "key");
+  assert.equal(est.respPubkey, "key");
+  assert.ok(est.peerKey);
+  await alice.client.sendMessage(bob.conn.jid, "modern and signed");
+  await waitFor(bob, (e) => bodies(e).includes("modern and signed"), "message");
+  const modulus = ka.keyValue.getChild("RSAKeyValue")?.getChildText("Modulus") ?? "";
+  for (const s of [...alice.relayed, ...bob.relayed]) {
+    assert.ok(!s.includes("modern and signed"));
+    assert.ok(!s.includes(modulus.slice(0, 40)), "a public key crossed the server in the clear");
+  }
   await alice.client.close();
   await bob.client.close();
   await alice.conn.close();
