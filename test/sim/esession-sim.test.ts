@@ -13,6 +13,7 @@ import type { ClientEvent } from "../../src/client/secure-client.js";
 import { fromBase64, toBase64 } from "../../src/core/bytes.js";
 import { el, NS, parseXml } from "../../src/xml/index.js";
 import { makePair, type Pair } from "./pair.js";
+import { MemoryStore } from "../../src/store/memory.js";
 import { parseFullJid } from "../../src/core/types.js";
 import { nodeCrypto } from "../../src/crypto/node.js";
 import { parseInfo } from "../../src/disco/codec.js";
@@ -495,4 +496,23 @@ test("the modern suite is preferred between xmpp-e2e peers; a 2007-only peer sti
   const b2 = q.bobEvents.find((e) => e.type === "established");
   assert.ok(b2 && b2.type === "established");
   assert.deepEqual([b2.options.group, b2.options.cipher, b2.options.hash], [14, "aes128-ctr", "sha256"]);
+});
+
+test("retained secrets: Bob's extended search finds the secret when Alice returns under another JID", async () => {
+  const first = makePair({ seed: "ext-1" });
+  await established(first);
+  const [rs] = await first.aliceStore.list("alice@example.org" as never, "bob@example.com" as never);
+  assert.ok(rs);
+  // Alice now uses a different JID (identity protection); her client keeps the secret.
+  const aliceStore = new MemoryStore();
+  await aliceStore.replace({ account: "anon-7@example.net" as never, peer: "bob@example.com" as never, secret: rs.secret, now: first.clock.now(), verifiedChain: false });
+  const second = makePair({ seed: "ext-2", aliceJid: "anon-7@example.net/x", aliceStore, bobStore: first.bobStore, clock: first.clock });
+  const est = second.alice.startSession(second.bobJid);
+  await second.settle();
+  const a = await est;
+  const b = second.bobEvents.find((e) => e.type === "established");
+  assert.ok(b && b.type === "established");
+  assert.equal(a.retainedSecretMatched, true, "alice: the SRS was not confirmed");
+  assert.equal(b.retainedSecretMatched, true, "bob: the extended search did not find the secret");
+  assert.equal(a.sas, b.sas);
 });

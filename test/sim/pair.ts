@@ -27,6 +27,8 @@ export interface PairOptions {
   readonly bobStore?: Store;
   readonly board?: Switchboard;
   readonly clock?: VirtualClock;
+  /** Alice's full JID (default alice@example.org/pda). */
+  readonly aliceJid?: string;
 }
 
 /** Timers driven by the virtual clock: fire() runs every timer that is due. */
@@ -75,7 +77,7 @@ export function makePair(o: PairOptions = {}): Pair {
   const board = o.board ?? new Switchboard();
   const clock = o.clock ?? new VirtualClock();
   const timers = new VirtualTimers(clock);
-  const aliceJid = parseFullJid("alice@example.org/pda");
+  const aliceJid = parseFullJid(o.aliceJid ?? "alice@example.org/pda");
   const bobJid = parseFullJid("bob@example.com/laptop");
   const aliceStore = o.aliceStore ?? new MemoryStore();
   const bobStore = o.bobStore ?? new MemoryStore();
