@@ -24,6 +24,7 @@ import { openSqliteStore } from "../store/sqlite.js";
 import { keyVerifier, signingIdentity } from "../client/keys.js";
 import { bareJid, parseJid } from "../core/types.js";
 import type { PubkeyMethod } from "../esession/identity.js";
+import type { NegotiatedOptions } from "../esession/session.js";
 import { Keyring } from "../identity/keyring.js";
 import { keyValueElement } from "../identity/keyvalue.js";
 import { describeAlert, TrustManager } from "../trust/index.js";
@@ -64,6 +65,11 @@ function profileOpt(v: string | undefined, def: ProfileName): ProfileName {
   if (v === undefined) return def;
   if (v === "spec" || v === "gajim") return v;
   throw new UsageError(`--profile must be spec or gajim, not ${v}`);
+}
+
+function suiteLabel(o: NegotiatedOptions): string {
+  const dh = o.group === "x25519" ? "X25519" : `MODP group ${o.group}`;
+  return `${dh}, ${o.cipher}, ${o.hash}`;
 }
 
 function short(s: string, n = 160): string {
@@ -157,7 +163,7 @@ async function demo(argv: string[]): Promise<number> {
   const bobSas = await bobEst;
   console.log(`alice SAS: ${est.sas ?? "(none)"}`);
   console.log(`bob SAS: ${bobSas}`);
-  say(`  (MODP group ${est.options.group}, stanzas ${est.options.stanzas.join("/")}, logging ${est.options.logging})`);
+  say(`  (${suiteLabel(est.options)}, stanzas ${est.options.stanzas.join("/")}, logging ${est.options.logging})`);
   const flushWire = (label: string): void => {
     for (const w of wire.splice(0)) {
       if (!w.includes(NS.c)) continue;
@@ -269,7 +275,7 @@ async function chat(argv: string[]): Promise<number> {
       case "established":
         peer = e.peer;
         pendingSas = e.peer;
-        console.log(`\n*** encrypted session with ${e.peer} (MODP ${e.options.group}, ${e.options.profile} profile)`);
+        console.log(`\n*** encrypted session with ${e.peer} (${suiteLabel(e.options)}, ${e.options.messages}-message, ${e.options.profile} profile)`);
         if (e.sas !== undefined) {
           console.log(`*** SAS: ${e.sas}   compare it with your peer, then type /yes if it matches or /no if not`);
           if (!e.retainedSecretMatched) console.log("*** no retained secret from an earlier session: compare the SAS now");
