@@ -268,7 +268,17 @@ export class IbbEndpoint {
     if (this.detached) return;
     this.detached = true;
     this.unsubscribe();
-    for (const s of [...this.streams]) s.destroy(new IbbError("closed", "endpoint detached"));
+    // Streams nobody listens to (not yet handed out) end without an 'error' event.
+    for (const s of [...this.streams]) s.destroy(s.listenerCount("error") > 0 ? new IbbError("closed", "endpoint detached") : undefined);
+  }
+
+  /** Gives up waiting for an expected bytestream (the negotiation that announced it ended). */
+  cancel(peer: FullJid, sid: string): void {
+    const key = `${peer} ${sid}`;
+    const e = this.expected.get(key);
+    if (e === undefined) return;
+    this.expected.delete(key);
+    e.stream.destroy();
   }
 
   /** @internal */

@@ -98,6 +98,8 @@ interface OpenData {
   readonly heldAcks: string[];
   /** close() was asked for: send <close/> once everything is acknowledged. */
   endRequested: boolean;
+  /** The peer's <close/> iq id, answered once our outbound data is flushed (section 2.3). */
+  remoteCloseId: string | undefined;
   /** Ids of recent data messages (message mode), to match error replies. */
   readonly messageIds: Set<string>;
 }
@@ -324,6 +326,7 @@ export class IbbSession {
       inflight: new Map(),
       heldAcks: [],
       endRequested: false,
+      remoteCloseId: undefined,
       messageIds: new Set(),
     };
   }
@@ -380,14 +383,19 @@ export class IbbSession {
     const id = attrOf(stanza, "id") ?? "";
     switch (s.name) {
       case "open":
+        for (const held of s.heldAcks.splice(0)) this.outbox.send(iqResult(this.opts.peer, held));
+        // Section 2.3: "the receiving party might wait until it has had a chance to send
+        // any remaining data in the other direction": answer once ours is acknowledged.
+        s.remoteCloseId = id;
+        s.endRequested = true;
+        this.pump(s);
+        return;
       case "awaiting-close-result":
+        // Both sides closed at once: answer theirs; ours completes with its own result.
         for (const held of s.heldAcks.splice(0)) this.outbox.send(iqResult(this.opts.peer, held));
         this.outbox.send(iqResult(this.opts.peer, id));
         this.state = { name: "closed" };
-        // Unacknowledged outbound data is lost; report it instead of a clean close.
-        if (s.queuedBytes > 0 || s.inflight.size > 0)
-          this.outbox.emit({ type: "failed", error: new IbbError("closed", "peer closed with data unacknowledged", true) });
-        else this.outbox.emit({ type: "closed", by: "remote" });
+        this.outbox.emit({ type: "closed", by: "remote" });
         return;
       case "awaiting-open":
       case "awaiting-open-result":
@@ -480,7 +488,13 @@ export class IbbSession {
       }
     }
     if (sentMessages) this.outbox.emit({ type: "drain" });
-    if (s.endRequested && s.queue.length === 0 && s.inflight.size === 0) this.sendClose(s);
+    if (s.endRequested && s.queue.length === 0 && s.inflight.size === 0) {
+      if (s.remoteCloseId !== undefined) {
+        this.outbox.send(iqResult(this.opts.peer, s.remoteCloseId));
+        this.state = { name: "closed" };
+        this.outbox.emit({ type: "closed", by: "remote" });
+      } else this.sendClose(s);
+    }
   }
 
   private sendClose(s: OpenData): void {

@@ -1,0 +1,570 @@
+/**
+ * XTLS wiring: Jingle negotiation with the XTLS security precondition, the in-band
+ * bytestream it negotiates, and TLS over it, on one StanzaConnection. Owns timers,
+ * trust-store calls and user prompts; the protocol decisions are the cores' (Jingle
+ * session, security rules, IBB session).
+ *
+ * Spec: draft-meyer-xmpp-e2e-encryption-02
+ * - section 3: session-initiate with <security/> (our fingerprint, methods x509 and
+ *   srp); the responder's rules 1-5 and the initiator's rules 1-2 (src/jingle/security.ts);
+ *   the initiator's security-info with its choice; the transport (XEP-0261 v1.0 section 2:
+ *   "the initiator now MUST also send the <open/> element, with the same 'block-size' and
+ *   'sid'"); responder = TLS server with CertificateRequest, initiator = TLS client; the
+ *   application gets the transport "only after the TLS handshake has finished
+ *   successfully";
+ * - section 4: closing: the application closes its stream, then the Jingle session is
+ *   terminated (tunnel.close(): TLS close_notify, IBB <close/>, session-terminate with
+ *   <success/>);
+ * - section 5: leap of faith only through the `leapOfFaith` callback (default: refuse);
+ *   after a successful leap of faith or SRP session the peer's certificate is pinned;
+ * - section 6: a certificate that does not verify or an invalid TLS message: "MUST
+ *   terminate the Jingle session immediately" with <security-error/>.
+ * XEP-0166 v1.1.2 section 9: a Jingle request for an unknown sid gets <unknown-session/>.
+ *
+ * The srp method plugs in through {@link XtlsOptions.srp} (see ./methods.ts).
+ */
+import type { Duplex } from "node:stream";
+import { bareJid, type Clock, type FullJid, type Random } from "../core/types.js";
+import { toHex } from "../core/bytes.js";
+import { systemClock, systemRandom } from "../crypto/node.js";
+import { attrOf, type StanzaConnection } from "../adapters/connection.js";
+import type { Element } from "../xml/index.js";
+import { IbbEndpoint, type IbbStream } from "../ibb/duplex.js";
+import {
+  NS_IBB_TRANSPORT,
+  jingleChild,
+  jingleErrorReply,
+  parseJingle,
+  type Content,
+  type Fingerprint,
+  type Jingle,
+  type Reason,
+  type XtlsSecurity,
+} from "../jingle/codec.js";
+import { JingleSession, peekInitiate, type JingleEvent } from "../jingle/session.js";
+import { initiatorDecision, responderDecision, type XtlsMethod } from "../jingle/security.js";
+import type { XtlsIdentity } from "./cert.js";
+import { XtlsError, type XtlsCondition } from "./errors.js";
+import type { SrpTlsOverDuplex } from "./methods.js";
+import { x509OverDuplex, type TlsVersion } from "./tls.js";
+import type { XtlsTrustStore } from "./trust.js";
+
+export interface XtlsOptions {
+  readonly connection: StanzaConnection;
+  readonly identity: XtlsIdentity;
+  readonly trust: XtlsTrustStore;
+  /** The TLS-SRP implementation (src/tls-srp's srpTlsOverDuplex) once available. */
+  readonly srp?: SrpTlsOverDuplex;
+  /** A password exchanged out of band with `peer`, for TLS-SRP; undefined if none. */
+  readonly password?: (peer: FullJid) => Promise<string | undefined> | string | undefined;
+  /** May we trust this unverified certificate of `peer` (and pin it)? Default: no. */
+  readonly leapOfFaith?: (peer: FullJid, fp: Fingerprint) => Promise<boolean> | boolean;
+  /** Responder: accept a session from `peer`? Default: decline. */
+  readonly acceptSession?: (offer: { peer: FullJid; sid: string }) => Promise<boolean> | boolean;
+  /** false behaves as an entity without XTLS (draft responder rule 1). Default true. */
+  readonly supportsXtls?: boolean;
+  /** IBB block-size to offer (initiator) or accept at most (responder). Default 4096. */
+  readonly blockSize?: number;
+  readonly minTlsVersion?: TlsVersion;
+  readonly maxTlsVersion?: TlsVersion;
+  /** An IBB endpoint to share (one per connection); created when absent. */
+  readonly ibb?: IbbEndpoint;
+  readonly random?: Random;
+  readonly clock?: Clock;
+  readonly ackTimeoutMs?: number;
+  readonly acceptTimeoutMs?: number;
+  readonly handshakeTimeoutMs?: number;
+}
+
+export interface ConnectOptions {
+  /** Initiator rule 1: continue unencrypted if the responder has no XTLS. Default false. */
+  readonly allowPlain?: boolean;
+}
+
+export interface XtlsEnd {
+  readonly by: "local" | "remote";
+  readonly reason: Reason | undefined;
+  readonly error?: XtlsError;
+}
+
+export type XtlsEvent =
+  | { readonly type: "tunnel"; readonly tunnel: XtlsTunnel }
+  /** An incoming session failed before it became a tunnel. */
+  | { readonly type: "failed"; readonly peer: FullJid; readonly sid: string; readonly error: XtlsError };
+
+/** An open XTLS tunnel: `socket` carries application data, encrypted on the wire. */
+export class XtlsTunnel {
+  private closing: Promise<void> | undefined;
+  constructor(
+    readonly peer: FullJid,
+    readonly sid: string,
+    readonly role: "initiator" | "responder",
+    readonly method: XtlsMethod | "none",
+    /** Plaintext side: what you write is sent through TLS, what you read was decrypted. */
+    readonly socket: Duplex,
+    readonly peerFingerprint: Fingerprint | undefined,
+    readonly leapOfFaith: boolean,
+    readonly protocol: string | undefined,
+    /** Resolves when the Jingle session ended (never rejects). */
+    readonly ended: Promise<XtlsEnd>,
+    private readonly closer: () => Promise<void>,
+  ) {}
+
+  /** TLS close_notify, IBB <close/>, then session-terminate with <success/>. */
+  close(): Promise<void> {
+    this.closing ??= this.closer();
+    return this.closing;
+  }
+}
+
+interface Ctx {
+  readonly jingle: JingleSession;
+  timer: NodeJS.Timeout | undefined;
+  readonly waiters: Array<(e: JingleEvent) => void>;
+  readonly backlog: JingleEvent[];
+  securityInfoMethod: XtlsMethod | undefined;
+  /** The IBB sid we expect an <open/> for (responder), to cancel if the session ends. */
+  expectedIbb: string | undefined;
+  ibb: IbbStream | undefined;
+  socket: Duplex | undefined;
+  endInfo: XtlsEnd | undefined;
+  readonly endWaiters: Array<(e: XtlsEnd) => void>;
+}
+
+const CONTENT_NAME = "xmlstream";
+
+function srpUnavailable(): XtlsError {
+  return new XtlsError("srp-unavailable", "TLS-SRP is not available yet in this build; use x509 (pinned or leap of faith)");
+}
+
+export class XtlsClient {
+  readonly ibb: IbbEndpoint;
+  private readonly sessions = new Map<string, Ctx>();
+  private readonly handlers: Array<(e: XtlsEvent) => void> = [];
+  private readonly random: Random;
+  private readonly clock: Clock;
+  private readonly unsubscribe: () => void;
+  private readonly ownsIbb: boolean;
+
+  constructor(private readonly o: XtlsOptions) {
+    this.random = o.random ?? systemRandom;
+    this.clock = o.clock ?? systemClock;
+    this.ownsIbb = o.ibb === undefined;
+    this.ibb = o.ibb ?? new IbbEndpoint(o.connection, { random: this.random, clock: this.clock, maxBlockSize: o.blockSize ?? 8192 });
+    this.unsubscribe = o.connection.onStanza((s) => this.dispatch(s));
+  }
+
+  get jid(): FullJid {
+    return this.o.connection.jid;
+  }
+
+  on(handler: (e: XtlsEvent) => void): () => void {
+    this.handlers.push(handler);
+    return () => {
+      const i = this.handlers.indexOf(handler);
+      if (i !== -1) this.handlers.splice(i, 1);
+    };
+  }
+
+  /** Stops routing; live tunnels are destroyed. */
+  detach(): void {
+    this.unsubscribe();
+    for (const c of this.sessions.values()) {
+      c.socket?.destroy();
+      c.ibb?.destroy();
+      if (c.timer !== undefined) clearTimeout(c.timer);
+    }
+    this.sessions.clear();
+    if (this.ownsIbb) this.ibb.detach();
+  }
+
+  /** Initiates an XTLS tunnel to `peer` (end-to-end XML stream application). */
+  async connect(peer: FullJid, opts: ConnectOptions = {}): Promise<XtlsTunnel> {
+    const sid = this.newSid();
+    const ibbSid = this.newSid();
+    const ctx = this.newCtx(peer, sid, "initiator");
+    const blockSize = this.o.blockSize ?? 4096;
+    const content: Content = {
+      creator: "initiator",
+      name: CONTENT_NAME,
+      description: { kind: "xmlstream" },
+      transport: { kind: "ibb", ns: NS_IBB_TRANSPORT, sid: ibbSid, blockSize },
+      // Section 8.1: x509 and srp are both offered; srp fails typed if not plugged in.
+      security: { kind: "xtls", fingerprint: this.o.identity.fingerprint, methods: ["x509", "srp"] },
+    };
+    ctx.jingle.initiate([content]);
+    this.pump(ctx);
+    const accepted = await this.waitFor(ctx, "accepted");
+    const acc = accepted.jingle.contents.find((c) => c.name === CONTENT_NAME);
+    const t = acc?.transport;
+    if (acc === undefined || t?.kind !== "ibb" || t.sid !== ibbSid || t.blockSize > blockSize) {
+      throw this.fail(ctx, new XtlsError("unsupported", "the session-accept does not match the offered transport", "failed-transport"));
+    }
+    const answer = acc.security?.kind === "xtls" ? acc.security : undefined;
+    const peerBare = bareJid(peer);
+    const canVerifyPeer = answer?.fingerprint !== undefined && (await this.o.trust.isPinned(peerBare, answer.fingerprint));
+    const password = !canVerifyPeer && answer?.methods.includes("srp") === true ? await this.o.password?.(peer) : undefined;
+    const leap =
+      !canVerifyPeer && password === undefined && answer?.fingerprint !== undefined
+        ? ((await this.o.leapOfFaith?.(peer, answer.fingerprint)) ?? false)
+        : false;
+    const decision = initiatorDecision(answer, {
+      canVerifyPeer,
+      srpAvailable: password !== undefined,
+      leapOfFaith: leap,
+      allowPlain: opts.allowPlain === true,
+    });
+    if (decision.kind === "terminate") {
+      throw this.fail(ctx, new XtlsError(decision.downgrade ? "no-xtls-support" : "peer-unverified", decision.why));
+    }
+    if (decision.kind === "plain") {
+      const ibb = await this.openIbb(ctx, () => this.ibb.open(peer, { sid: ibbSid, blockSize: t.blockSize, exactBlockSize: true }));
+      return this.makeTunnel(ctx, "initiator", "none", ibb, undefined, false, undefined);
+    }
+    if (decision.method === "srp" && this.o.srp === undefined) throw this.fail(ctx, srpUnavailable());
+    // Section 3: "sends an additional security-info message to the responder to signal its choice".
+    ctx.jingle.securityInfo([{ creator: "initiator", name: CONTENT_NAME, security: { kind: "xtls", methods: [decision.method] } }]);
+    this.pump(ctx);
+    const ibb = await this.openIbb(ctx, () => this.ibb.open(peer, { sid: ibbSid, blockSize: t.blockSize, exactBlockSize: true }));
+    return this.secure(ctx, "initiator", decision.method, ibb, answer, password, decision.leapOfFaith);
+  }
+
+  // ---- responder ----
+
+  private async onIncoming(ctx: Ctx, j: Jingle): Promise<void> {
+    const peer = ctx.jingle.peer;
+    const offerC = j.contents[0];
+    const t = offerC?.transport;
+    if (offerC === undefined || j.contents.length !== 1 || offerC.description?.kind !== "xmlstream") {
+      throw this.fail(ctx, new XtlsError("unsupported", "only one end-to-end XML stream content is supported"));
+    }
+    if (t?.kind !== "ibb") throw this.fail(ctx, new XtlsError("unsupported", "only in-band bytestreams are supported", "unsupported-transports"));
+    const offer: XtlsSecurity | undefined = offerC.security?.kind === "xtls" ? offerC.security : undefined;
+    const supportsXtls = this.o.supportsXtls !== false;
+    if (offer === undefined && supportsXtls) {
+      // Our application (end-to-end XML streams) is never run unencrypted.
+      throw this.fail(ctx, new XtlsError("no-xtls-support", "the initiator did not offer XTLS"));
+    }
+    if ((await this.o.acceptSession?.({ peer, sid: ctx.jingle.sid })) !== true) {
+      throw this.fail(ctx, new XtlsError("declined", "session declined"));
+    }
+    const blockSize = Math.min(t.blockSize, this.o.blockSize ?? 8192);
+    const transport = { ...t, blockSize };
+    if (!supportsXtls || offer === undefined) {
+      ctx.expectedIbb = t.sid;
+      const pending = this.ibb.expect(peer, t.sid, blockSize);
+      ctx.jingle.accept([{ creator: offerC.creator, name: offerC.name, description: offerC.description, transport }]);
+      this.pump(ctx);
+      const ibb = await this.openIbb(ctx, () => pending);
+      this.emit({ type: "tunnel", tunnel: this.makeTunnel(ctx, "responder", "none", ibb, undefined, false, undefined) });
+      return;
+    }
+    const peerBare = bareJid(peer);
+    const canVerifyPeer = offer.fingerprint !== undefined && (await this.o.trust.isPinned(peerBare, offer.fingerprint));
+    const password = !canVerifyPeer && offer.methods.includes("srp") ? await this.o.password?.(peer) : undefined;
+    const leap =
+      !canVerifyPeer && password === undefined && offer.fingerprint !== undefined && offer.methods.includes("x509")
+        ? ((await this.o.leapOfFaith?.(peer, offer.fingerprint)) ?? false)
+        : false;
+    const decision = responderDecision(offer, {
+      supportsXtls,
+      ownFingerprint: this.o.identity.fingerprint,
+      canVerifyPeer,
+      srpAvailable: password !== undefined,
+      leapOfFaith: leap,
+    });
+    if (decision.kind === "terminate") throw this.fail(ctx, new XtlsError("peer-unverified", decision.why));
+    if (decision.kind === "accept" && decision.expect === "srp" && this.o.srp === undefined) throw this.fail(ctx, srpUnavailable());
+    if (decision.kind === "accept-plain") throw this.fail(ctx, new XtlsError("no-xtls-support", "unreachable"));
+    // Register the bytestream before accepting, so the initiator's <open/> finds it.
+    ctx.expectedIbb = t.sid;
+    const pending = this.ibb.expect(peer, t.sid, blockSize);
+    ctx.jingle.accept([{ ...offerC, transport, security: decision.security }]);
+    this.pump(ctx);
+    const ibb = await this.openIbb(ctx, () => pending);
+    // The security-info precedes the IBB <open/> from the same sender (in-order delivery).
+    const method = ctx.securityInfoMethod ?? decision.expect;
+    if (method === "x509" && !canVerifyPeer && !decision.leapOfFaith) {
+      ibb.destroy();
+      throw this.fail(ctx, new XtlsError("peer-unverified", "the initiator chose x509 but its certificate cannot be verified"));
+    }
+    const tunnel = await this.secure(ctx, "responder", method, ibb, offer, password, decision.leapOfFaith);
+    this.emit({ type: "tunnel", tunnel });
+  }
+
+  // ---- shared steps ----
+
+  private async secure(
+    ctx: Ctx,
+    role: "initiator" | "responder",
+    method: XtlsMethod,
+    ibb: IbbStream,
+    peerSecurity: XtlsSecurity | undefined,
+    password: string | undefined,
+    leapOfFaith: boolean,
+  ): Promise<XtlsTunnel> {
+    const peer = ctx.jingle.peer;
+    try {
+      if (method === "srp") {
+        const srp = this.o.srp;
+        if (srp === undefined) throw srpUnavailable();
+        if (password === undefined) throw new XtlsError("peer-unverified", "no password for TLS-SRP");
+        // SRP username: the initiator's full JID (the prior implementation's convention).
+        const username = role === "initiator" ? this.jid : peer;
+        const plain = await srp(ibb, { role: role === "initiator" ? "client" : "server", username, password });
+        return this.makeTunnel(ctx, role, "srp", ibb, plain, false, undefined);
+      }
+      const fp = peerSecurity?.fingerprint;
+      if (fp === undefined) throw new XtlsError("peer-unverified", "no fingerprint announced for x509");
+      const r = await x509OverDuplex(ibb, {
+        role: role === "initiator" ? "client" : "server",
+        identity: this.o.identity,
+        peerFingerprint: fp,
+        ...(this.o.minTlsVersion === undefined ? {} : { minVersion: this.o.minTlsVersion }),
+        ...(this.o.maxTlsVersion === undefined ? {} : { maxVersion: this.o.maxTlsVersion }),
+        ...(this.o.handshakeTimeoutMs === undefined ? {} : { timeoutMs: this.o.handshakeTimeoutMs }),
+      });
+      // Section 5: a leap of faith is remembered, so later sessions verify by pinning.
+      if (leapOfFaith) await this.o.trust.pin(bareJid(peer), fp);
+      return this.makeTunnel(ctx, role, "x509", ibb, r.socket, leapOfFaith, r.protocol, fp);
+    } catch (e) {
+      ibb.destroy();
+      const err = e instanceof XtlsError ? e : new XtlsError("tls-failure", "handshake failed", undefined, { cause: e });
+      throw this.fail(ctx, err);
+    }
+  }
+
+  private async openIbb(ctx: Ctx, open: () => Promise<IbbStream>): Promise<IbbStream> {
+    const ended = new Promise<never>((_, reject) => {
+      ctx.endWaiters.push((e) => reject(e.error ?? new XtlsError("terminated", "the peer ended the session", e.reason?.condition ?? "general-error")));
+    });
+    ended.catch(() => undefined);
+    try {
+      const ibb = await Promise.race([open(), ended]);
+      ctx.ibb = ibb;
+      return ibb;
+    } catch (e) {
+      if (e instanceof XtlsError) throw e;
+      throw this.fail(ctx, new XtlsError("transport-failed", "the in-band bytestream did not open", undefined, { cause: e }));
+    }
+  }
+
+  private makeTunnel(
+    ctx: Ctx,
+    role: "initiator" | "responder",
+    method: XtlsMethod | "none",
+    ibb: IbbStream,
+    plain: Duplex | undefined,
+    leapOfFaith: boolean,
+    protocol: string | undefined,
+    peerFingerprint?: Fingerprint,
+  ): XtlsTunnel {
+    const socket = plain ?? ibb;
+    ctx.socket = socket;
+    const ended = new Promise<XtlsEnd>((resolve) => {
+      if (ctx.endInfo !== undefined) resolve(ctx.endInfo);
+      else ctx.endWaiters.push(resolve);
+    });
+    // Section 6: an invalid TLS record (bad MAC, alert) ends the session with security-error.
+    if (plain !== undefined) {
+      plain.on("error", (e: Error) => {
+        if (ctx.endInfo === undefined)
+          this.fail(ctx, new XtlsError("tls-failure", "invalid message on the TLS layer", undefined, { cause: e }));
+      });
+    }
+    ibb.on("error", (e: Error) => {
+      if (ctx.endInfo === undefined) this.fail(ctx, new XtlsError("transport-failed", "the in-band bytestream failed", undefined, { cause: e }));
+    });
+    const closer = async (): Promise<void> => {
+      if (ctx.endInfo !== undefined) return;
+      const ibbClosed = new Promise<void>((res) => {
+        if (ibb.destroyed) res();
+        else ibb.once("close", () => res());
+      });
+      if (!socket.writableEnded) socket.end();
+      // Both directions: the peer's close_notify or <close/> may finish ours.
+      const t = setTimeout(() => ibb.destroy(), 10_000);
+      await ibbClosed;
+      clearTimeout(t);
+      if (ctx.endInfo === undefined) {
+        ctx.jingle.terminate({ condition: "success" });
+        this.pump(ctx);
+      }
+      await ended;
+    };
+    return new XtlsTunnel(ctx.jingle.peer, ctx.jingle.sid, role, method, socket, peerFingerprint, leapOfFaith, protocol, ended, closer);
+  }
+
+  /** Terminates the Jingle session with the error's reason; returns the error to throw. */
+  private fail(ctx: Ctx, err: XtlsError): XtlsError {
+    if (ctx.endInfo === undefined) {
+      ctx.jingle.terminate({ condition: err.reason });
+      ctx.endInfo = { by: "local", reason: { condition: err.reason }, error: err };
+      this.pump(ctx);
+      for (const w of ctx.endWaiters.splice(0)) w(ctx.endInfo);
+    }
+    ctx.socket?.destroy();
+    ctx.ibb?.destroy();
+    if (ctx.expectedIbb !== undefined) this.ibb.cancel(ctx.jingle.peer, ctx.expectedIbb);
+    return err;
+  }
+
+  private newCtx(peer: FullJid, sid: string, role: "initiator" | "responder"): Ctx {
+    const jingle = new JingleSession({
+      self: this.jid,
+      peer,
+      role,
+      sid,
+      random: this.random,
+      clock: this.clock,
+      ...(this.o.ackTimeoutMs === undefined ? {} : { ackTimeoutMs: this.o.ackTimeoutMs }),
+      ...(this.o.acceptTimeoutMs === undefined ? {} : { acceptTimeoutMs: this.o.acceptTimeoutMs }),
+    });
+    const ctx: Ctx = {
+      jingle,
+      timer: undefined,
+      waiters: [],
+      backlog: [],
+      securityInfoMethod: undefined,
+      expectedIbb: undefined,
+      ibb: undefined,
+      socket: undefined,
+      endInfo: undefined,
+      endWaiters: [],
+    };
+    this.sessions.set(`${peer} ${sid}`, ctx);
+    return ctx;
+  }
+
+  private newSid(): string {
+    return `x${toHex(this.random.bytes(12))}`;
+  }
+
+  /** Resolves with the first event of `type`; rejects if the session ends first. */
+  private waitFor<T extends JingleEvent["type"]>(ctx: Ctx, type: T): Promise<Extract<JingleEvent, { type: T }>> {
+    return new Promise((resolve, reject) => {
+      const check = (e: JingleEvent): boolean => {
+        if (e.type === type) {
+          resolve(e as Extract<JingleEvent, { type: T }>);
+          return true;
+        }
+        if (e.type === "terminated" || e.type === "failed") {
+          reject(this.endError(e));
+          return true;
+        }
+        return false;
+      };
+      const i = ctx.backlog.findIndex((e) => e.type === type || e.type === "terminated" || e.type === "failed");
+      if (i !== -1) {
+        check(ctx.backlog.splice(i, 1)[0] as JingleEvent);
+        return;
+      }
+      const w = (e: JingleEvent): void => {
+        if (check(e)) ctx.waiters.splice(ctx.waiters.indexOf(w), 1);
+      };
+      ctx.waiters.push(w);
+    });
+  }
+
+  private endError(e: JingleEvent): XtlsError {
+    if (e.type === "failed")
+      return e.error.condition === "timeout"
+        ? new XtlsError("timeout", e.error.message)
+        : new XtlsError("terminated", e.error.message, e.error.reason ?? "general-error");
+    if (e.type === "terminated") {
+      const c = e.reason?.condition ?? "general-error";
+      if (c === "decline") return new XtlsError("declined", "the peer declined", c);
+      return new XtlsError("terminated", `the peer ended the session (${c})`, c);
+    }
+    return new XtlsError("terminated");
+  }
+
+  private pump(ctx: Ctx): void {
+    for (;;) {
+      const out = ctx.jingle.outbox.poll();
+      if (out === undefined) break;
+      if (out.kind === "send") {
+        this.o.connection.send(out.stanza).catch(() => {
+          ctx.jingle.connectionLost();
+          this.pump(ctx);
+        });
+        continue;
+      }
+      const e = out.event;
+      if (e.type === "security-info") {
+        const m = e.contents.find((c) => c.security?.kind === "xtls")?.security;
+        const method = m?.kind === "xtls" ? m.methods[0] : undefined;
+        if (method === "x509" || method === "srp") ctx.securityInfoMethod = method;
+      }
+      if (e.type === "terminated" || e.type === "failed") this.onEnded(ctx, e);
+      if (e.type === "incoming") {
+        this.onIncoming(ctx, e.jingle).catch((err: unknown) => {
+          const error = err instanceof XtlsError ? err : new XtlsError("tls-failure", "incoming session failed", undefined, { cause: err });
+          this.emit({ type: "failed", peer: ctx.jingle.peer, sid: ctx.jingle.sid, error });
+        });
+        continue;
+      }
+      const w = ctx.waiters[0];
+      if (w !== undefined) {
+        for (const x of [...ctx.waiters]) x(e);
+      } else ctx.backlog.push(e);
+    }
+    if (ctx.timer !== undefined) clearTimeout(ctx.timer);
+    ctx.timer = undefined;
+    const d = ctx.jingle.nextDeadline();
+    if (d !== undefined) {
+      ctx.timer = setTimeout(() => {
+        ctx.timer = undefined;
+        ctx.jingle.onTimer(this.clock.now());
+        this.pump(ctx);
+      }, Math.max(0, d - this.clock.now()));
+      ctx.timer.unref();
+    }
+    if (ctx.jingle.stateName === "ended") this.sessions.delete(`${ctx.jingle.peer} ${ctx.jingle.sid}`);
+  }
+
+  private onEnded(ctx: Ctx, e: JingleEvent & { type: "terminated" | "failed" }): void {
+    if (ctx.endInfo === undefined) {
+      const by = e.type === "terminated" ? e.by : "local";
+      const reason = e.type === "terminated" ? e.reason : e.error.reason === undefined ? undefined : { condition: e.error.reason };
+      ctx.endInfo = { by, reason, ...(by === "remote" && reason?.condition !== "success" ? { error: this.endError(e) } : {}) };
+      ctx.socket?.destroy();
+      ctx.ibb?.destroy();
+      if (ctx.expectedIbb !== undefined) this.ibb.cancel(ctx.jingle.peer, ctx.expectedIbb);
+    }
+    for (const w of ctx.endWaiters.splice(0)) w(ctx.endInfo);
+  }
+
+  private emit(e: XtlsEvent): void {
+    for (const h of [...this.handlers]) h(e);
+  }
+
+  private dispatch(stanza: Element): void {
+    for (const ctx of this.sessions.values()) {
+      if (ctx.jingle.handleStanza(stanza)) {
+        this.pump(ctx);
+        return;
+      }
+    }
+    if (stanza.name !== "iq" || attrOf(stanza, "type") !== "set") return;
+    const j = jingleChild(stanza);
+    if (j === undefined) return;
+    const init = peekInitiate(stanza);
+    const from = attrOf(stanza, "from");
+    if (init !== undefined && from !== undefined && from.includes("/")) {
+      const parsed = parseJingle(j);
+      if (!parsed.ok) {
+        void this.o.connection.send(jingleErrorReply(stanza, undefined, "bad-request")).catch(() => undefined);
+        return;
+      }
+      const ctx = this.newCtx(from as FullJid, init.sid, "responder");
+      ctx.jingle.handleStanza(stanza);
+      this.pump(ctx);
+      return;
+    }
+    // XEP-0166 section 9: a request for a session we do not know.
+    void this.o.connection.send(jingleErrorReply(stanza, "unknown-session")).catch(() => undefined);
+  }
+}
+
+export type { XtlsCondition };
