@@ -239,6 +239,9 @@ export function srpTlsOverDuplex(stream: Duplex, opts: SrpTlsOptions): Promise<S
       stream.off("end", onEnd);
       stream.off("error", onError);
       stream.off("close", onClose);
+      // The transport is ours until the end: a late error on it (e.g. the AbortError of
+      // a destroyed Duplex) must not become an uncaught exception.
+      stream.on("error", () => undefined);
       if (paused) {
         paused = false;
         stream.resume();
