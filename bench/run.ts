@@ -264,6 +264,8 @@ async function main(): Promise<void> {
       "                        + Base64, encrypt + decrypt",
       "  negotiation MODP G    one full 4-message XEP-0217 negotiation, both parties  vs  rawDh(G):",
       "                        2 dhPublic + 2 dhShared",
+      "  smime ...             RFC 3923 sign+encrypt / decrypt+verify of a 500 B CPIM object vs the raw",
+      "                        RSA/EC + AES operations (bench/smime.ts, docs/object-encryption.md)",
       "  handshake 4-msg ...   one authenticated XEP-0116 negotiation (both sides sign with 'key')",
       "                        vs  rawHandshake: 2 dhPublic + 2 dhShared + 2 sign + 2 verify",
       `Targets (issues): esession stanza 200B ratio >= ${STANZA_200_TARGET.toFixed(2)}; handshakes >= ${HANDSHAKE_TARGET.toFixed(2)} (overhead < 30%).`,
@@ -282,6 +284,13 @@ async function main(): Promise<void> {
   figures.push(
     await figure("handshake 4-msg modern (X25519 + Ed25519)", handshake("x25519", "ed25519"), "rawHandshake(x25519, ed25519)", rawHandshake("x25519", "ed25519"), NEGOTIATION_OPTS),
   );
+
+  // Figures of the other layers, each module measuring its own baselines in this run.
+  const layers: Array<[string, () => Promise<Figure[]>]> = [["smime (RFC 3923)", async () => (await import("./smime.js")).figures()]];
+  for (const [label, run] of layers) {
+    process.stdout.write(`  measuring ${label} ...\n`);
+    figures.push(...(await run()));
+  }
 
   process.stdout.write("\n");
   printTable(figures);
