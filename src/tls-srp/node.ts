@@ -123,8 +123,10 @@ export function srpTlsOverDuplex(stream: Duplex, opts: SrpTlsOptions): Promise<S
       write(chunk: Buffer, _enc, cb) {
         try {
           conn.write(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
-          pump();
-          cb();
+          // Backpressure from the transport reaches the plaintext writer: wait for
+          // 'drain' when the transport's buffer is full.
+          if (pump()) cb();
+          else stream.once("drain", () => cb());
         } catch (e) {
           cb(e instanceof Error ? e : new Error(String(e)));
         }
@@ -206,12 +208,15 @@ export function srpTlsOverDuplex(stream: Duplex, opts: SrpTlsOptions): Promise<S
       }
     };
 
-    function pump(): void {
+    /** Drains the core; false when the transport asked us to wait for 'drain'. */
+    function pump(): boolean {
+      let ok = true;
       for (let o = conn.poll(); o; o = conn.poll()) {
         if (o.kind === "send") {
-          if (!stream.writableEnded && !stream.destroyed) stream.write(Buffer.from(o.bytes.buffer, o.bytes.byteOffset, o.bytes.byteLength));
+          if (!stream.writableEnded && !stream.destroyed) ok = stream.write(Buffer.from(o.bytes.buffer, o.bytes.byteOffset, o.bytes.byteLength)) && ok;
         } else onEvent(o.event);
       }
+      return ok || stream.writableEnded || stream.destroyed;
     }
 
     const onData = (chunk: Buffer | string) => {
