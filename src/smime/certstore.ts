@@ -24,6 +24,24 @@ export interface CertificateStore {
   add(cert: Uint8Array, opts?: { readonly anchor?: boolean }): Promise<void>;
   /** Forgets a certificate (and its anchor status). */
   remove(cert: Uint8Array): Promise<void>;
+  /**
+   * Optional: told by ObjectSession about the signer certificate of a received object,
+   * once its signature verified and it names the sender `jid` (RFC 3923 section 6.3),
+   * before the path to an anchor is checked. A store may record it (./trust-store.ts does,
+   * with the XEP-0116 section 7.4 key alerts) and so make it an anchor.
+   */
+  observe?(cert: Uint8Array, jid: Jid, now: number): Promise<void>;
+}
+
+/** A certificate held by a store, with its anchor status. */
+export interface StoredCertificate {
+  readonly certificate: Uint8Array;
+  readonly anchor: boolean;
+}
+
+/** A store that can enumerate what it holds. */
+export interface ListableCertificateStore extends CertificateStore {
+  list(): Promise<StoredCertificate[]>;
 }
 
 interface Entry {
@@ -32,8 +50,12 @@ interface Entry {
   readonly addrs: readonly string[];
 }
 
-export class MemoryCertificateStore implements CertificateStore {
+export class MemoryCertificateStore implements ListableCertificateStore {
   protected readonly entries = new Map<string, Entry>();
+
+  async list(): Promise<StoredCertificate[]> {
+    return [...this.entries.values()].map((e) => ({ certificate: e.der, anchor: e.anchor }));
+  }
 
   async anchors(): Promise<Uint8Array[]> {
     return [...this.entries.values()].filter((e) => e.anchor).map((e) => e.der);

@@ -16,7 +16,34 @@ export {
   fromPem,
   ID_ON_XMPP_ADDR,
 } from "./certs.js";
-export { type CertificateStore, MemoryCertificateStore, FileCertificateStore } from "./certstore.js";
+export {
+  type CertificateStore,
+  type ListableCertificateStore,
+  type StoredCertificate,
+  MemoryCertificateStore,
+  FileCertificateStore,
+} from "./certstore.js";
+export { TrustCertificateStore, type TrustCertificateStoreOptions, isCaCertificate } from "./trust-store.js";
+export {
+  type CertificateWithChain,
+  type FetchedCertificate,
+  type FetchedCertificates,
+  type PublishCertificateOptions,
+  certificatePubKey,
+  certificateFromPubKey,
+  certificateItemId,
+  certificateUri,
+  certificatesFromUri,
+  certificateResponder,
+  publishCertificate,
+  retractCertificate,
+  fetchCertificates,
+  requestCertificate,
+  PKIX_CERT_URI_PREFIX,
+  CERTS_ONLY_URI_PREFIX,
+  CERTIFICATE_ITEM_PREFIX,
+  DEFAULT_MAX_ITEMS,
+} from "./publish.js";
 export { protectEntity, unprotectEntity, type ProtectOptions, type UnprotectedEntity } from "./protect.js";
 export { NS_E2E, wrapObject, stripWrapper, e2eText, findE2e } from "./e2e.js";
 export { ObjectSession, ObjectClient, type ObjectEvent, type ObjectPolicy, DEFAULT_OBJECT_POLICY } from "./session.js";

@@ -325,6 +325,9 @@ export class ObjectSession {
     } else {
       // RFC 3923 section 6.3: the certificate names the sender; the path leads to a trust anchor.
       checkAddressBinding(u.signature.signer, sender);
+      // A store backed by the trust store records the key with the sender's JID (XEP-0116
+      // section 7.4 alerts) and may pin it (trust on first use) before the path check.
+      await this.o.certificates.observe?.(u.signature.signer, sender, now);
       await validateChain(u.signature.signer, {
         anchors: await this.o.certificates.anchors(),
         intermediates: u.signature.certificates,
