@@ -47,3 +47,4 @@ export {
 export { protectEntity, unprotectEntity, type ProtectOptions, type UnprotectedEntity } from "./protect.js";
 export { NS_E2E, wrapObject, stripWrapper, e2eText, findE2e } from "./e2e.js";
 export { ObjectSession, ObjectClient, type ObjectEvent, type ObjectPolicy, DEFAULT_OBJECT_POLICY } from "./session.js";
+export { OBJECT_ENCRYPTION_FEATURES, CERTIFICATE_PUBLISHING_FEATURES } from "./features.js";
