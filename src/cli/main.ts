@@ -28,7 +28,10 @@ import type { NegotiatedOptions } from "../esession/session.js";
 import { Keyring } from "../identity/keyring.js";
 import { keyValueElement } from "../identity/keyvalue.js";
 import { describeAlert, TrustManager } from "../trust/index.js";
-import { el, normalize, NS, parseXml } from "../xml/index.js";
+import { buildPubKey, verifyPubKey } from "../pubkey/keys.js";
+import { PubkeyService } from "../pubkey/service.js";
+import { systemClock, systemRandom } from "../crypto/node.js";
+import { el, type Element, normalize, NS, parseXml } from "../xml/index.js";
 
 const USAGE = `usage: xmpp-e2e <command> [options]
 
@@ -65,6 +68,10 @@ function profileOpt(v: string | undefined, def: ProfileName): ProfileName {
   if (v === undefined) return def;
   if (v === "spec" || v === "gajim") return v;
   throw new UsageError(`--profile must be spec or gajim, not ${v}`);
+}
+
+function withNone(methods: PubkeyMethod[], messages: 3 | 4): PubkeyMethod[] {
+  return messages === 4 ? [...methods, "none"] : methods;
 }
 
 function suiteLabel(o: NegotiatedOptions): string {
@@ -252,6 +259,22 @@ async function chat(argv: string[]): Promise<number> {
   if (auth !== "none" && !identity) throw new UsageError(`--auth ${auth} needs a key: run \`xmpp-e2e keys create --jid ${account}\` first`);
   if (messages === 3 && auth === "none") throw new UsageError("a 3-message negotiation needs --auth key or hash");
   const trust = new TrustManager({ store, crypto: nodeCrypto });
+  // XEP-0189: publish our key so peers can fetch it, and fetch the peer's published keys
+  // so that 'hash' identification works on first contact.
+  const pubkeys = new PubkeyService({ connection: conn, random: systemRandom, clock: systemClock, timeoutMs: 5000 });
+  if (stored) await pubkeys.publish(buildPubKey(nodeCrypto, stored.publicKey), { accessModel: "open" }).catch(() => undefined);
+  const fetched: Element[] = [];
+  if (values.to) {
+    const items = await pubkeys.retrieve(bareJid(parseJid(values.to)), "pubkey").catch(() => []);
+    for (const item of items) {
+      if (item.payload instanceof Error || item.payload.type !== "pubkey") continue;
+      try {
+        fetched.push(keyValueElement(verifyPubKey(nodeCrypto, item.payload, { now: Date.now() }).spki));
+      } catch {
+        /* an invalid published key is simply not used */
+      }
+    }
+  }
   const known = await store.listPeerKeys(account);
   const client = new SecureClient({
     connection: conn,
@@ -259,11 +282,16 @@ async function chat(argv: string[]): Promise<number> {
     profile: profileOpt(values.profile, "spec"),
     trust,
     ...(identity ? { identity } : {}),
-    verifier: keyVerifier({ known: () => known.filter((k) => k.revokedAt === undefined).map((k) => keyValueElement(k.publicKey)) }),
+    verifier: keyVerifier({
+      known: () => [...known.filter((k) => k.revokedAt === undefined).map((k) => keyValueElement(k.publicKey)), ...fetched],
+    }),
     policy: {
       messages,
-      offerPubkey: auth === "none" ? ["none"] : [auth, "none"].filter((m) => messages === 4 || m !== "none") as PubkeyMethod[],
-      acceptPubkey: messages === 3 ? ["key", "hash"] : ["key", "hash", "none"],
+      // What we provide: our preferred method first, then the other key form (the responder
+      // may not hold our key for 'hash'), then none where a 4-message negotiation allows it.
+      offerPubkey: withNone(auth === "none" ? [] : auth === "hash" ? ["hash", "key"] : ["key", "hash"], messages),
+      // What we accept from the peer: 'hash' first when we hold (or fetched) its key.
+      acceptPubkey: withNone(fetched.length > 0 ? ["hash", "key"] : ["key", "hash"], messages),
     },
   });
   const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: Boolean(process.stdin.isTTY) });

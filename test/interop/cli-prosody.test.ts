@@ -131,3 +131,38 @@ test("keys create + chat --messages 3: a key-authenticated SIGMA-I session throu
     bob.p.kill();
   }
 });
+
+test("chat publishes the user's key (XEP-0189) and a peer fetches it, so 'hash' identification works on first contact", { timeout: 60_000 }, async () => {
+  for (const user of ["alice", "bob"]) {
+    const r = spawnSync(process.execPath, [BIN, "keys", "create", "--jid", `${user}@localhost`, "--alg", "ed25519", "--store", join(dir, `${user}-pep.db`)], {
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+  }
+  const run = (user: string, pass: string, extra: string[]) =>
+    new Proc(
+      spawn(
+        process.execPath,
+        [BIN, "chat", "--jid", `${user}@localhost/pep`, "--service", server.service, "--store", join(dir, `${user}-pep.db`), "--auth", "hash", ...extra],
+        { env: { ...process.env, XMPP_E2E_PASSWORD: pass } },
+      ),
+    );
+  // Bob logs in first and publishes his key; Alice has never seen it.
+  const bob = run("bob", "b-pw", []);
+  await bob.waitFor(/connected as bob@localhost\/pep/);
+  await new Promise((r) => setTimeout(r, 500));
+  const alice = run("alice", "a-pw", ["--to", "bob@localhost/pep", "--messages", "3"]);
+  try {
+    await alice.waitFor(/bob@localhost\/pep's key: accepted \(/);
+    alice.say("hash-identified hello");
+    await bob.waitFor(/alice@localhost\/pep: hash-identified hello/);
+    alice.say("/quit");
+    await bob.waitFor(/session ended by peer/);
+    bob.say("/quit");
+    assert.deepEqual(await Promise.all([alice.exited, bob.exited]), [0, 0]);
+  } finally {
+    alice.p.kill();
+    bob.p.kill();
+  }
+});
