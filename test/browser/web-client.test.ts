@@ -1,0 +1,166 @@
+/**
+ * The web client used as people use it, in Debian's Chromium driven by playwright-core:
+ * two people in two browser contexts log in to a real Prosody over WebSocket, negotiate an
+ * Encrypted Session, see the same SAS, confirm it and exchange messages; what Prosody
+ * relays over the WebSocket is ciphertext. Then a browser user and a terminal user (the
+ * tmux-driven `xmpp-e2e tui`) talk to each other encrypted. A screenshot of the
+ * conversation view is kept under test-artifacts/.
+ *
+ * Spec: RFC 7395 (XMPP over WebSocket), XEP-0217 v0.1 (SAS), XEP-0200 v0.2 (<c/> on the
+ * wire), XEP-0210 section 3.
+ */
+import assert from "node:assert/strict";
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { after, before, test } from "node:test";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { serveWeb, type WebServer } from "../../src/cli/web.js";
+import { writeConfig } from "../../src/tui/config.js";
+import { buildWeb } from "../../src/web/build.js";
+import { startProsody, type ProsodyInstance } from "../harness/prosody.js";
+import { TmuxServer } from "../tui/tmux.js";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const CHROMIUM = "/usr/bin/chromium";
+const ARTIFACTS = join(ROOT, "test-artifacts");
+const NS_C = "http://www.xmpp.org/extensions/xep-0200.html#ns";
+
+let prosody: ProsodyInstance;
+let web: WebServer;
+let browser: Browser;
+let dir: string;
+
+before(async () => {
+  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed (${CHROMIUM}): the browser tests need it; .ci/run installs it with apt-get install -y chromium`);
+  dir = mkdtempSync(join(tmpdir(), "xmpp-e2e-web-"));
+  prosody = await startProsody({ users: [["alice", "alice-pw"], ["bob", "bob-pw"], ["carol", "carol-pw"]], websocket: true });
+  await buildWeb(join(dir, "site"));
+  web = await serveWeb(join(dir, "site"), { port: 0, service: prosody.wsService ?? "", domain: "localhost" });
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  await web?.close();
+  await prosody?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+interface Person {
+  readonly page: Page;
+  /** Every frame the server sent this browser over the WebSocket. */
+  readonly frames: string[];
+}
+
+async function person(user: string, password: string, resource: string): Promise<Person> {
+  const ctx = await browser.newContext();
+  const page = await ctx.newPage();
+  const frames: string[] = [];
+  page.on("websocket", (ws) => ws.on("framereceived", (f) => frames.push(typeof f.payload === "string" ? f.payload : f.payload.toString("utf8"))));
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(web.url);
+  await page.fill("#jid", `${user}@localhost`);
+  await page.fill("#password", password);
+  await page.fill("#resource", resource);
+  await page.click("#login-btn");
+  await page.waitForSelector("#main:not([hidden])", { timeout: 20_000 }).catch(async (e: unknown) => {
+    throw new Error(`${user} could not log in: ${await page.textContent("#login-error")} ${errors.join("; ")} (${String(e)})`);
+  });
+  assert.match((await page.textContent("#fingerprint")) ?? "", /^[A-Za-z0-9+/]{43}=$/, "the identity key's fingerprint is shown");
+  return { page, frames };
+}
+
+test("two people in two browsers: login, encrypted session, same SAS, confirm, messages; Prosody relays ciphertext", { timeout: 120_000 }, async () => {
+  const alice = await person("alice", "alice-pw", "web");
+  const bob = await person("bob", "bob-pw", "web");
+  // The identity key is non-extractable in IndexedDB.
+  const extractable = await alice.page.evaluate(
+    () =>
+      new Promise<boolean>((res, rej) => {
+        const r = indexedDB.open("xmpp-e2e");
+        r.onsuccess = () => {
+          const g = r.result.transaction("identity").objectStore("identity").get("alice@localhost");
+          g.onsuccess = () => res((g.result as { privateKey: CryptoKey }).privateKey.extractable);
+          g.onerror = () => rej(new Error("no key"));
+        };
+      }),
+  );
+  assert.equal(extractable, false);
+
+  await alice.page.fill("#peer", "bob@localhost/web");
+  await alice.page.click("#open-btn");
+  assert.match((await alice.page.textContent("#protection")) ?? "", /NOT ENCRYPTED/);
+  await alice.page.fill("#text", "Hello Bob, from Alice's browser");
+  await alice.page.click("#send");
+  await alice.page.waitForFunction(() => document.querySelector("#protection")?.textContent?.includes("ENCRYPTED (ESession"), undefined, { timeout: 20_000 });
+  await bob.page.waitForFunction(() => document.querySelector("#messages")?.textContent?.includes("Hello Bob, from Alice's browser"), undefined, { timeout: 20_000 });
+  const aliceSas = await alice.page.textContent("#sas");
+  const bobSas = await bob.page.textContent("#sas");
+  assert.ok(aliceSas && /^\S{5}$/.test(aliceSas), `a SAS is shown (${aliceSas})`);
+  assert.equal(aliceSas, bobSas, "both people see the same SAS");
+  assert.match((await alice.page.textContent("#protection")) ?? "", /UNVERIFIED: compare SAS/);
+
+  await alice.page.click("#sas-match");
+  await bob.page.click("#sas-match");
+  await alice.page.waitForFunction(() => document.querySelector("#protection")?.textContent?.includes("VERIFIED") && !document.querySelector("#protection")?.textContent?.includes("UNVERIFIED"));
+  await bob.page.waitForFunction(() => document.querySelector("#protection")?.textContent?.includes("| VERIFIED"));
+
+  await bob.page.fill("#text", "Hi Alice, the code matched");
+  await bob.page.click("#send");
+  await alice.page.waitForFunction(() => document.querySelector("#messages")?.textContent?.includes("Hi Alice, the code matched"));
+
+  // What Prosody relayed: <c/> elements, never the text.
+  const relayed = [...alice.frames, ...bob.frames].join("\n");
+  assert.ok(relayed.includes(NS_C), "encrypted <c/> elements were relayed");
+  assert.ok(!relayed.includes("Hello Bob, from Alice"), "Alice's message never crossed the server in the clear");
+  assert.ok(!relayed.includes("the code matched"), "Bob's message never crossed the server in the clear");
+
+  mkdirSync(ARTIFACTS, { recursive: true });
+  await alice.page.screenshot({ path: join(ARTIFACTS, "web-conversation.png"), fullPage: true });
+  await alice.page.context().close();
+  await bob.page.context().close();
+});
+
+test("a browser user and a terminal user talk encrypted", { timeout: 120_000 }, async () => {
+  const tmux = new TmuxServer(`xmpp-e2e-web-${process.pid}`);
+  try {
+    const cfg = join(dir, "carol", "config.json");
+    writeConfig(cfg, { jid: "carol@localhost", service: prosody.service });
+    const carol = await tmux.start("carol", [process.execPath, "--import", "tsx", join(ROOT, "src/cli/tui.ts"), "--config", cfg], {
+      TERM: "xterm-256color",
+      HOME: dir,
+      PATH: process.env.PATH ?? "/usr/bin:/bin",
+      XMPP_E2E_PASSWORD: "carol-pw",
+    });
+    await carol.waitFor(/Logged in as carol@localhost/);
+    const alice = await person("alice", "alice-pw", "browser");
+    await alice.page.fill("#peer", "carol@localhost/tui");
+    await alice.page.click("#open-btn");
+    await alice.page.fill("#text", "Hello Carol in your terminal");
+    await alice.page.click("#send");
+    await carol.waitFor(/alice@localhost: Hello Carol in your terminal/);
+    const termSas = (await carol.waitFor(/SAS: (\S{5}) /))[1];
+    assert.equal(await alice.page.textContent("#sas"), termSas, "the browser and the terminal show the same SAS");
+    await carol.type("/confirm");
+    await alice.page.click("#sas-match");
+    await carol.waitFor(/ENCRYPTED \(ESession[^\n]*\| VERIFIED/);
+    await carol.type("Hi Alice, from the terminal");
+    await alice.page.waitForFunction(() => document.querySelector("#messages")?.textContent?.includes("Hi Alice, from the terminal"), undefined, { timeout: 20_000 });
+    assert.ok(!alice.frames.join("\n").includes("Hi Alice, from the terminal"));
+    assert.ok(alice.frames.join("\n").includes(NS_C));
+    mkdirSync(ARTIFACTS, { recursive: true });
+    await alice.page.screenshot({ path: join(ARTIFACTS, "web-with-terminal.png"), fullPage: true });
+    await carol.type("/quit");
+    await carol.waitFor(/\[exited 0\]/);
+    await alice.page.context().close();
+  } catch (e) {
+    throw new Error(`${e instanceof Error ? e.message : String(e)}\n${await tmux.dump()}`);
+  } finally {
+    await tmux.kill();
+  }
+});
