@@ -16,10 +16,12 @@
  *   block-size sid stanza/> (the draft and XEP-0247 use ':0'; both are read, we write
  *   what we were offered, ':1' by default).
  * - XEP-0247 v0.2 (Jingle XML Streams): description 'urn:xmpp:jingle:apps:xmlstream:0'.
+ * - XEP-0234 v0.19.1 (Jingle File Transfer): the file-offer description (./file.ts).
  */
 import { el, elements, NS, type Element } from "../xml/index.js";
 import { attrOf } from "../adapters/connection.js";
 import { isNmtoken } from "../ibb/codec.js";
+import { NS_FILE_TRANSFER, buildFileDescription, parseFileDescription, type FileOffer } from "./file.js";
 
 export const NS_JINGLE = "urn:xmpp:jingle:1";
 export const NS_JINGLE_ERRORS = "urn:xmpp:jingle:errors:1";
@@ -88,6 +90,7 @@ export type Security = XtlsSecurity | { readonly kind: "unknown"; readonly ns: s
 
 export type Description =
   | { readonly kind: "xmlstream" }
+  | { readonly kind: "file"; readonly file: FileOffer }
   | { readonly kind: "unknown"; readonly ns: string; readonly element: Element };
 
 export type Transport =
@@ -179,7 +182,12 @@ function parseContent(c: Element): ParseResult<Content> {
   for (const x of elements(c)) {
     const ns = attrOf(x, "xmlns") ?? "";
     if (x.name === "description") {
-      description = ns === NS_XMLSTREAM ? { kind: "xmlstream" } : { kind: "unknown", ns, element: x };
+      if (ns === NS_XMLSTREAM) description = { kind: "xmlstream" };
+      else if (ns === NS_FILE_TRANSFER) {
+        const file = parseFileDescription(x);
+        if (file === undefined) return fail("invalid file description");
+        description = { kind: "file", file };
+      } else description = { kind: "unknown", ns, element: x };
     } else if (x.name === "transport") {
       if (ns === NS_IBB_TRANSPORT || ns === NS_IBB_TRANSPORT_0) {
         const sid = attrOf(x, "sid");
@@ -244,7 +252,14 @@ function buildContent(c: Content): Element {
 }
 
 function buildDescription(d: Description): Element {
-  return d.kind === "xmlstream" ? el("description", { xmlns: NS_XMLSTREAM }) : d.element;
+  switch (d.kind) {
+    case "xmlstream":
+      return el("description", { xmlns: NS_XMLSTREAM });
+    case "file":
+      return buildFileDescription(d.file);
+    case "unknown":
+      return d.element;
+  }
 }
 
 function buildTransport(t: Transport): Element {

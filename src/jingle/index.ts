@@ -4,5 +4,6 @@
  */
 export * from "./codec.js";
 export * from "./errors.js";
+export * from "./file.js";
 export * from "./security.js";
 export * from "./session.js";

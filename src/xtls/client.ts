@@ -36,6 +36,7 @@ import {
   jingleErrorReply,
   parseJingle,
   type Content,
+  type Description,
   type Fingerprint,
   type Jingle,
   type Reason,
@@ -59,8 +60,8 @@ export interface XtlsOptions {
   readonly password?: (peer: FullJid) => Promise<string | undefined> | string | undefined;
   /** May we trust this unverified certificate of `peer` (and pin it)? Default: no. */
   readonly leapOfFaith?: (peer: FullJid, fp: Fingerprint) => Promise<boolean> | boolean;
-  /** Responder: accept a session from `peer`? Default: decline. */
-  readonly acceptSession?: (offer: { peer: FullJid; sid: string }) => Promise<boolean> | boolean;
+  /** Responder: accept a session (an XML stream or a file offer) from `peer`? Default: decline. */
+  readonly acceptSession?: (offer: { peer: FullJid; sid: string; description: Description }) => Promise<boolean> | boolean;
   /** false behaves as an entity without XTLS (draft responder rule 1). Default true. */
   readonly supportsXtls?: boolean;
   /** IBB block-size to offer (initiator) or accept at most (responder). Default 4096. */
@@ -77,8 +78,14 @@ export interface XtlsOptions {
 }
 
 export interface ConnectOptions {
-  /** Initiator rule 1: continue unencrypted if the responder has no XTLS. Default false. */
+  /**
+   * Initiator rule 1: continue unencrypted if the responder has no XTLS. Default false;
+   * ignored for XML streams ("it makes no sense to use end-to-end XML streams without
+   * encryption").
+   */
   readonly allowPlain?: boolean;
+  /** The Jingle application: an end-to-end XML stream (default) or a file offer (XEP-0234). */
+  readonly application?: Description;
 }
 
 export interface XtlsEnd {
@@ -100,6 +107,8 @@ export class XtlsTunnel {
     readonly sid: string,
     readonly role: "initiator" | "responder",
     readonly method: XtlsMethod | "none",
+    /** The negotiated application (XML stream or file offer). */
+    readonly description: Description,
     /** Plaintext side: what you write is sent through TLS, what you read was decrypted. */
     readonly socket: Duplex,
     readonly peerFingerprint: Fingerprint | undefined,
@@ -123,6 +132,7 @@ interface Ctx {
   readonly waiters: Array<(e: JingleEvent) => void>;
   readonly backlog: JingleEvent[];
   securityInfoMethod: XtlsMethod | undefined;
+  description: Description;
   /** The IBB sid we expect an <open/> for (responder), to cancel if the session ends. */
   expectedIbb: string | undefined;
   ibb: IbbStream | undefined;
@@ -184,10 +194,15 @@ export class XtlsClient {
     const ibbSid = this.newSid();
     const ctx = this.newCtx(peer, sid, "initiator");
     const blockSize = this.o.blockSize ?? 4096;
+    const description: Description = opts.application ?? { kind: "xmlstream" };
+    ctx.description = description;
+    const name = description.kind === "file" ? "a-file-offer" : CONTENT_NAME;
     const content: Content = {
       creator: "initiator",
-      name: CONTENT_NAME,
-      description: { kind: "xmlstream" },
+      name,
+      // XEP-0234 section 6: a file offer is sent by the initiator only.
+      ...(description.kind === "file" ? { senders: "initiator" as const } : {}),
+      description,
       transport: { kind: "ibb", ns: NS_IBB_TRANSPORT, sid: ibbSid, blockSize },
       // Section 8.1: x509 and srp are both offered; srp fails typed if not plugged in.
       security: { kind: "xtls", fingerprint: this.o.identity.fingerprint, methods: ["x509", "srp"] },
@@ -195,7 +210,7 @@ export class XtlsClient {
     ctx.jingle.initiate([content]);
     this.pump(ctx);
     const accepted = await this.waitFor(ctx, "accepted");
-    const acc = accepted.jingle.contents.find((c) => c.name === CONTENT_NAME);
+    const acc = accepted.jingle.contents.find((c) => c.name === name);
     const t = acc?.transport;
     if (acc === undefined || t?.kind !== "ibb" || t.sid !== ibbSid || t.blockSize > blockSize) {
       throw this.fail(ctx, new XtlsError("unsupported", "the session-accept does not match the offered transport", "failed-transport"));
@@ -212,7 +227,7 @@ export class XtlsClient {
       canVerifyPeer,
       srpAvailable: password !== undefined,
       leapOfFaith: leap,
-      allowPlain: opts.allowPlain === true,
+      allowPlain: opts.allowPlain === true && description.kind !== "xmlstream",
     });
     if (decision.kind === "terminate") {
       throw this.fail(ctx, new XtlsError(decision.downgrade ? "no-xtls-support" : "peer-unverified", decision.why));
@@ -223,7 +238,7 @@ export class XtlsClient {
     }
     if (decision.method === "srp" && this.o.srp === undefined) throw this.fail(ctx, srpUnavailable());
     // Section 3: "sends an additional security-info message to the responder to signal its choice".
-    ctx.jingle.securityInfo([{ creator: "initiator", name: CONTENT_NAME, security: { kind: "xtls", methods: [decision.method] } }]);
+    ctx.jingle.securityInfo([{ creator: "initiator", name, security: { kind: "xtls", methods: [decision.method] } }]);
     this.pump(ctx);
     const ibb = await this.openIbb(ctx, () => this.ibb.open(peer, { sid: ibbSid, blockSize: t.blockSize, exactBlockSize: true }));
     return this.secure(ctx, "initiator", decision.method, ibb, answer, password, decision.leapOfFaith);
@@ -235,9 +250,11 @@ export class XtlsClient {
     const peer = ctx.jingle.peer;
     const offerC = j.contents[0];
     const t = offerC?.transport;
-    if (offerC === undefined || j.contents.length !== 1 || offerC.description?.kind !== "xmlstream") {
-      throw this.fail(ctx, new XtlsError("unsupported", "only one end-to-end XML stream content is supported"));
+    const description = offerC?.description;
+    if (offerC === undefined || j.contents.length !== 1 || description === undefined || description.kind === "unknown") {
+      throw this.fail(ctx, new XtlsError("unsupported", "only one XML stream or file offer content is supported"));
     }
+    ctx.description = description;
     if (t?.kind !== "ibb") throw this.fail(ctx, new XtlsError("unsupported", "only in-band bytestreams are supported", "unsupported-transports"));
     const offer: XtlsSecurity | undefined = offerC.security?.kind === "xtls" ? offerC.security : undefined;
     const supportsXtls = this.o.supportsXtls !== false;
@@ -245,7 +262,7 @@ export class XtlsClient {
       // Our application (end-to-end XML streams) is never run unencrypted.
       throw this.fail(ctx, new XtlsError("no-xtls-support", "the initiator did not offer XTLS"));
     }
-    if ((await this.o.acceptSession?.({ peer, sid: ctx.jingle.sid })) !== true) {
+    if ((await this.o.acceptSession?.({ peer, sid: ctx.jingle.sid, description })) !== true) {
       throw this.fail(ctx, new XtlsError("declined", "session declined"));
     }
     const blockSize = Math.min(t.blockSize, this.o.blockSize ?? 8192);
@@ -253,7 +270,7 @@ export class XtlsClient {
     if (!supportsXtls || offer === undefined) {
       ctx.expectedIbb = t.sid;
       const pending = this.ibb.expect(peer, t.sid, blockSize);
-      ctx.jingle.accept([{ creator: offerC.creator, name: offerC.name, description: offerC.description, transport }]);
+      ctx.jingle.accept([{ creator: offerC.creator, name: offerC.name, description, transport }]);
       this.pump(ctx);
       const ibb = await this.openIbb(ctx, () => pending);
       this.emit({ type: "tunnel", tunnel: this.makeTunnel(ctx, "responder", "none", ibb, undefined, false, undefined) });
@@ -392,7 +409,7 @@ export class XtlsClient {
       }
       await ended;
     };
-    return new XtlsTunnel(ctx.jingle.peer, ctx.jingle.sid, role, method, socket, peerFingerprint, leapOfFaith, protocol, ended, closer);
+    return new XtlsTunnel(ctx.jingle.peer, ctx.jingle.sid, role, method, ctx.description, socket, peerFingerprint, leapOfFaith, protocol, ended, closer);
   }
 
   /** Terminates the Jingle session with the error's reason; returns the error to throw. */
@@ -426,6 +443,7 @@ export class XtlsClient {
       waiters: [],
       backlog: [],
       securityInfoMethod: undefined,
+      description: { kind: "xmlstream" },
       expectedIbb: undefined,
       ibb: undefined,
       socket: undefined,

@@ -6,6 +6,7 @@ export * from "./cert.js";
 export * from "./client.js";
 export * from "./disco.js";
 export * from "./errors.js";
+export * from "./file.js";
 export * from "./methods.js";
 export * from "./tls.js";
 export * from "./trust.js";

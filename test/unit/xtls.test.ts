@@ -193,7 +193,7 @@ test("initiator cannot verify the responder and may not leap: terminates with se
   teardown(s);
 });
 
-test("responder without XTLS support: initiator refuses to run the XML stream unencrypted (rule 1); plain only when allowed", async () => {
+test("responder without XTLS support: initiator refuses to run the XML stream unencrypted (rule 1); a file only when allowed", async () => {
   const s = await setup({}, { supportsXtls: false });
   await assert.rejects(s.alice.connect(B), (e: unknown) => e instanceof XtlsError && e.condition === "no-xtls-support" && e.reason === "security-error");
   const accept = s.wire.find((w) => jingleAction(w) === "session-accept");
@@ -201,9 +201,16 @@ test("responder without XTLS support: initiator refuses to run the XML stream un
   assert.ok(!s.wire.some((w) => ibbChild(w) !== undefined), "nothing was sent over a transport");
   teardown(s);
 
+  // Even when the user allows plain, an XML stream is never run unencrypted...
+  const q = await setup({}, { supportsXtls: false });
+  await assert.rejects(q.alice.connect(B, { allowPlain: true }), (e: unknown) => e instanceof XtlsError && e.condition === "no-xtls-support");
+  teardown(q);
+  // ...but a file transfer may continue unencrypted if the user said so (rule 1).
   const p = await setup({}, { supportsXtls: false });
-  const t = await p.alice.connect(B, { allowPlain: true });
+  const file = { name: "f.txt", size: 1, hashes: [] };
+  const t = await p.alice.connect(B, { allowPlain: true, application: { kind: "file", file } });
   assert.equal(t.method, "none");
+  assert.deepEqual(t.description, { kind: "file", file });
   await t.close();
   teardown(p);
 });
@@ -314,3 +321,38 @@ test("a Jingle request for an unknown session gets <unknown-session/>; declined 
 });
 
 export type { FullJid };
+
+test("file transfer over XTLS (XEP-0234 offer): progress, size and SHA-256 checked, session ends with success", async () => {
+  const { mkdtempSync, writeFileSync, readFileSync, rmSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { tmpdir } = await import("node:os");
+  const { randomBytes } = await import("node:crypto");
+  const { sendFile, receiveFile } = await import("../../src/xtls/index.js");
+  const dir = mkdtempSync(join(tmpdir(), "xtls-file-"));
+  try {
+    const src = join(dir, "report.bin");
+    const content = randomBytes(200_000);
+    writeFileSync(src, content);
+    let offered: string | undefined;
+    const s = await setup({ leapOfFaith: () => true }, {
+      leapOfFaith: () => true,
+      acceptSession: ({ description }) => {
+        offered = description.kind === "file" ? `${description.file.name}:${description.file.size}` : undefined;
+        return true;
+      },
+    });
+    const progress: number[] = [];
+    const received = s.incoming.then((t) => receiveFile(t, join(dir, "out.bin")));
+    const sent = await sendFile(s.alice, B, src, { onProgress: (n) => progress.push(n) });
+    const got = await received;
+    assert.equal(offered, "report.bin:200000");
+    assert.equal(sent.bytes, content.length);
+    assert.equal(got.sha256, sent.sha256);
+    assert.deepEqual(readFileSync(join(dir, "out.bin")), content);
+    assert.equal(progress.at(-1), content.length);
+    assert.equal((await got.tunnel.ended).reason?.condition, "success");
+    teardown(s);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,316 @@
+/**
+ * Interop: XTLS (draft-meyer-xmpp-e2e-encryption-02) between two clients through a real
+ * Prosody on loopback: Jingle (XEP-0166) with the security precondition, in-band
+ * bytestreams (XEP-0047/XEP-0261), TLS with the x509 method, an end-to-end XML stream
+ * (XEP-0246) with stanzas both ways and a clean close (section 4); a wrong fingerprint,
+ * a tampered TLS record and a responder without XTLS support end as sections 3 and 6
+ * prescribe; nothing the user asked to protect crosses the server unencrypted; a 1 MiB
+ * file over XTLS+IBB arrives intact.
+ *
+ * The attacker is simulated where a compromised server would sit: a wrapper around a
+ * client's StanzaConnection rewrites stanzas the server delivers to it.
+ */
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { startProsody, type ProsodyInstance } from "../harness/prosody.js";
+import { connectXmpp } from "../../src/adapters/xmpp-client.js";
+import type { StanzaConnection } from "../../src/adapters/connection.js";
+import type { FullJid } from "../../src/core/types.js";
+import { el, parseXml, serialize, type Element } from "../../src/xml/index.js";
+import { jingleChild, parseJingle } from "../../src/jingle/index.js";
+import { ibbChild } from "../../src/ibb/index.js";
+import { openE2eStream } from "../../src/streams/index.js";
+import { MemoryTrustStore, XtlsClient, XtlsError, generateIdentity, type XtlsIdentity, type XtlsOptions, type XtlsTunnel } from "../../src/xtls/index.js";
+
+/** A StanzaConnection through which a test plays the compromised server. */
+class Wiretap implements StanzaConnection {
+  inbound: ((s: Element) => Element | undefined) | undefined;
+  readonly sent: string[] = [];
+  constructor(private readonly inner: StanzaConnection) {}
+  get jid(): FullJid {
+    return this.inner.jid;
+  }
+  send(stanza: Element): Promise<void> {
+    this.sent.push(serialize(stanza));
+    return this.inner.send(stanza);
+  }
+  onStanza(handler: (stanza: Element) => void): () => void {
+    return this.inner.onStanza((s) => {
+      const t = this.inbound === undefined ? s : this.inbound(s);
+      if (t !== undefined) handler(t);
+    });
+  }
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
+
+let prosody: ProsodyInstance;
+let ca: Wiretap;
+let cb: Wiretap;
+let idA: XtlsIdentity;
+let idB: XtlsIdentity;
+let idM: XtlsIdentity;
+const clients: XtlsClient[] = [];
+
+before(async () => {
+  prosody = await startProsody({ users: [["romeo", "pw-r"], ["juliet", "pw-j"]] });
+  const [a, b] = await Promise.all([
+    connectXmpp({ service: prosody.service, domain: "localhost", username: "romeo", password: "pw-r", resource: "orchard" }),
+    connectXmpp({ service: prosody.service, domain: "localhost", username: "juliet", password: "pw-j", resource: "balcony" }),
+  ]);
+  ca = new Wiretap(a);
+  cb = new Wiretap(b);
+  [idA, idB, idM] = await Promise.all([generateIdentity("romeo@localhost"), generateIdentity("juliet@localhost"), generateIdentity("mallory@localhost")]);
+});
+
+after(async () => {
+  for (const c of clients) c.detach();
+  await Promise.all([ca?.close().catch(() => undefined), cb?.close().catch(() => undefined)]);
+  await prosody?.stop();
+});
+
+interface Pair {
+  alice: XtlsClient;
+  bob: XtlsClient;
+  trustA: MemoryTrustStore;
+  trustB: MemoryTrustStore;
+  incoming: Promise<XtlsTunnel>;
+  failures: XtlsError[];
+  done(): void;
+}
+
+function pair(a: Partial<XtlsOptions> = {}, b: Partial<XtlsOptions> = {}, trust?: { a: MemoryTrustStore; b: MemoryTrustStore }): Pair {
+  const trustA = trust?.a ?? new MemoryTrustStore();
+  const trustB = trust?.b ?? new MemoryTrustStore();
+  const alice = new XtlsClient({ connection: ca, identity: idA, trust: trustA, blockSize: 8192, ...a });
+  const bob = new XtlsClient({ connection: cb, identity: idB, trust: trustB, acceptSession: () => true, blockSize: 8192, ...b });
+  clients.push(alice, bob);
+  const failures: XtlsError[] = [];
+  const incoming = new Promise<XtlsTunnel>((res) =>
+    bob.on((e) => {
+      if (e.type === "tunnel") res(e.tunnel);
+      else failures.push(e.error);
+    }),
+  );
+  return {
+    alice,
+    bob,
+    trustA,
+    trustB,
+    incoming,
+    failures,
+    done: () => {
+      alice.detach();
+      bob.detach();
+      ca.inbound = undefined;
+      cb.inbound = undefined;
+    },
+  };
+}
+
+const reasonIn = (texts: string[]): string | undefined => {
+  for (const t of texts) {
+    const s = parseXml(t);
+    const j = jingleChild(s);
+    if (j?.attrs.action === "session-terminate") {
+      const p = parseJingle(j);
+      return p.ok ? p.value.reason?.condition : undefined;
+    }
+  }
+  return undefined;
+};
+
+/** Every stanza a client sent, with IBB payloads decoded: must not contain `marker`. */
+function assertNeverInClear(conn: Wiretap, marker: string): void {
+  for (const t of conn.sent) {
+    assert.ok(!t.includes(marker), "marker in a stanza");
+    const s = parseXml(t);
+    const c = ibbChild(s);
+    if (c?.name === "data") assert.ok(!Buffer.from(c.getText(), "base64").includes(marker), "marker in IBB payload");
+  }
+}
+
+test("x509 tunnel (leap of faith, then pinned), e2e stream stanzas both ways, clean close; nothing in the clear", async (t) => {
+  const trust = { a: new MemoryTrustStore(), b: new MemoryTrustStore() };
+  const first = pair({ leapOfFaith: () => true }, { leapOfFaith: () => true }, trust);
+  t.after(() => first.done());
+  const t1 = await first.alice.connect(cb.jid);
+  const u1 = await first.incoming;
+  assert.ok(t1.leapOfFaith && u1.leapOfFaith);
+  await t1.close();
+  assert.equal((await u1.ended).reason?.condition, "success");
+  first.done();
+
+  ca.sent.length = 0;
+  cb.sent.length = 0;
+  const p = pair({ leapOfFaith: () => assert.fail("pinned: no prompt") }, { leapOfFaith: () => assert.fail("pinned: no prompt") }, trust);
+  t.after(() => p.done());
+  const ta = await p.alice.connect(cb.jid);
+  const tb = await p.incoming;
+  assert.equal(ta.method, "x509");
+  assert.ok(!ta.leapOfFaith && !tb.leapOfFaith);
+  const [sa, sbs] = await Promise.all([openE2eStream(ta, ca.jid), openE2eStream(tb, cb.jid)]);
+  assert.equal(sa.header?.from, cb.jid, "full JIDs in the stream headers");
+  assert.equal(sbs.header?.from, ca.jid);
+  const atB: Element[] = [];
+  const atA: Element[] = [];
+  sbs.onStanza((s) => {
+    atB.push(s);
+    if (s.name === "iq" && s.attrs.type === "get") void sbs.send(el("iq", { type: "result", id: String(s.attrs.id), to: ca.jid }, el("query", { xmlns: "jabber:iq:version" }, el("name", {}, "PROTECTED-MARKER-v"))));
+  });
+  sa.onStanza((s) => atA.push(s));
+  await sa.send(el("message", { to: cb.jid, type: "chat" }, el("body", {}, "PROTECTED-MARKER M'lady")));
+  await sa.send(el("presence", {}, el("status", {}, "PROTECTED-MARKER status")));
+  await sa.send(el("iq", { type: "get", id: "v1", to: cb.jid }, el("query", { xmlns: "jabber:iq:version" })));
+  await sbs.send(el("message", { to: ca.jid }, el("body", {}, "PROTECTED-MARKER Art thou not Romeo")));
+  for (let k = 0; k < 300 && (atB.length < 3 || atA.length < 2); k++) await new Promise((r) => setTimeout(r, 10));
+  assert.deepEqual(atB.map((s) => s.name), ["message", "presence", "iq"]);
+  assert.equal(atB[0]?.getChildText("body"), "PROTECTED-MARKER M'lady");
+  assert.equal(atB[0]?.attrs.from, ca.jid);
+  assert.deepEqual(atA.map((s) => s.name).sort(), ["iq", "message"]);
+  await sa.close();
+  assert.deepEqual(await ta.ended, { by: "local", reason: { condition: "success" } });
+  const endB = await tb.ended;
+  assert.equal(endB.by, "remote");
+  assert.equal(endB.reason?.condition, "success");
+  assertNeverInClear(ca, "PROTECTED-MARKER");
+  assertNeverInClear(cb, "PROTECTED-MARKER");
+  p.done();
+});
+
+test("wrong fingerprint: the server rewrites the responder's fingerprint; the initiator ends with security-error", async (t) => {
+  const trust = { a: new MemoryTrustStore(), b: new MemoryTrustStore() };
+  await trust.a.pin("juliet@localhost", idM.fingerprint); // the attacker's certificate looks pinned
+  await trust.b.pin("romeo@localhost", idA.fingerprint);
+  const p = pair({}, {}, trust);
+  t.after(() => p.done());
+  ca.inbound = (s) => {
+    const j = jingleChild(s);
+    if (j?.attrs.action !== "session-accept") return s;
+    return parseXml(serialize(s).replace(idB.fingerprint.value, idM.fingerprint.value));
+  };
+  ca.sent.length = 0;
+  await assert.rejects(p.alice.connect(cb.jid), (e: unknown) => e instanceof XtlsError && e.condition === "fingerprint-mismatch");
+  assert.equal(reasonIn(ca.sent), "security-error");
+  p.done();
+});
+
+test("tampered TLS record: the receiver terminates with security-error, nothing is delivered", async (t) => {
+  const p = pair({ leapOfFaith: () => true }, { leapOfFaith: () => true });
+  t.after(() => p.done());
+  const ta = await p.alice.connect(cb.jid);
+  const tb = await p.incoming;
+  const got: Buffer[] = [];
+  tb.socket.on("data", (d: Buffer) => got.push(d));
+  ta.socket.on("error", () => undefined);
+  cb.sent.length = 0;
+  cb.inbound = (s) => {
+    const c = ibbChild(s);
+    if (c?.name !== "data") return s;
+    const t = parseXml(serialize(s));
+    const d = ibbChild(t);
+    const bytes = Buffer.from(c.getText(), "base64");
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] ?? 0) ^ 0x80;
+    if (d !== undefined) d.children = [bytes.toString("base64")];
+    return t;
+  };
+  ta.socket.write("PROTECTED-MARKER tampered");
+  const endB = await tb.ended;
+  assert.deepEqual([endB.by, endB.reason?.condition, endB.error?.condition], ["local", "security-error", "tls-failure"]);
+  assert.equal(reasonIn(cb.sent), "security-error");
+  // Alice learns it from Bob's session-terminate or, first, from Bob's fatal TLS alert.
+  const endA = await ta.ended;
+  assert.equal(endA.reason?.condition, "security-error");
+  assert.equal(got.length, 0);
+  p.done();
+});
+
+test("responder without XTLS support: the initiator refuses an unencrypted XML stream (security-error), no transport", async (t) => {
+  const p = pair({}, { supportsXtls: false });
+  t.after(() => p.done());
+  ca.sent.length = 0;
+  cb.sent.length = 0;
+  await assert.rejects(p.alice.connect(cb.jid), (e: unknown) => e instanceof XtlsError && e.condition === "no-xtls-support");
+  assert.equal(reasonIn(ca.sent), "security-error");
+  assert.ok(![...ca.sent, ...cb.sent].some((t) => ibbChild(parseXml(t)) !== undefined), "no bytestream traffic");
+  p.done();
+});
+
+test("a 1 MiB file over XTLS+IBB arrives intact (SHA-256)", async (t) => {
+  const p = pair({ leapOfFaith: () => true }, { leapOfFaith: () => true });
+  t.after(() => p.done());
+  const ta = await p.alice.connect(cb.jid);
+  const tb = await p.incoming;
+  const file = randomBytes(1 << 20);
+  const received = new Promise<Buffer>((res) => {
+    const parts: Buffer[] = [];
+    let n = 0;
+    tb.socket.on("data", (d: Buffer) => {
+      parts.push(d);
+      n += d.length;
+      if (n >= file.length) res(Buffer.concat(parts));
+    });
+  });
+  ta.socket.write(file);
+  const got = await received;
+  assert.equal(got.length, file.length);
+  assert.equal(createHash("sha256").update(got).digest("hex"), createHash("sha256").update(file).digest("hex"));
+  await ta.close();
+  assert.equal((await tb.ended).reason?.condition, "success");
+  p.done();
+});
+
+test("CLI: send-file / receive-file and chat between two `xtls` runs through Prosody", async () => {
+  const { mkdtempSync, writeFileSync, readFileSync, rmSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { tmpdir } = await import("node:os");
+  const { run } = await import("../../src/cli/xtls.js");
+  const dir = mkdtempSync(join(tmpdir(), "xtls-cli-"));
+  const io = (lines: AsyncIterable<string> = (async function* () {})()) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    return { out, err, io: { out: (s: string) => void out.push(s), err: (s: string) => void err.push(s), secret: () => Promise.resolve("unused"), lines: () => lines } };
+  };
+  try {
+    const { mkdirSync } = await import("node:fs");
+    mkdirSync(join(dir, "in"));
+    const file = join(dir, "notes.bin");
+    const content = randomBytes(300_000);
+    writeFileSync(file, content);
+    const common = ["--service", prosody.service, "--leap-of-faith"];
+    const r = io();
+    const receiver = run(["receive-file", "--jid", "juliet@localhost/cli-r", "--password", "pw-j", "--dir", join(dir, "j"), "--out", join(dir, "in"), ...common], r.io);
+    await new Promise((res) => setTimeout(res, 700));
+    const s = io();
+    const sent = await run(["send-file", "--jid", "romeo@localhost/cli-s", "--password", "pw-r", "--dir", join(dir, "r"), "--to", "juliet@localhost/cli-r", ...common, file], s.io);
+    assert.equal(sent, 0, s.err.join(""));
+    assert.equal(await receiver, 0, r.err.join(""));
+    assert.deepEqual(readFileSync(join(dir, "in", "notes.bin")), content);
+    assert.match(s.out.join(""), /sent 300000 bytes, sha-256 .* secured with x509/);
+
+    // chat: juliet waits, romeo sends two lines and /quit.
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((res) => (release = res));
+    const romeoLines = (async function* () {
+      yield "PROTECTED-MARKER hello";
+      await gate;
+      yield "/quit";
+    })();
+    const j = io((async function* () {
+      await new Promise(() => undefined); // juliet types nothing
+    })());
+    const jRun = run(["chat", "--jid", "juliet@localhost/cli-c", "--password", "pw-j", "--dir", join(dir, "j2"), ...common], j.io);
+    await new Promise((res) => setTimeout(res, 700));
+    const ro = io(romeoLines);
+    const rRun = run(["chat", "--jid", "romeo@localhost/cli-c", "--password", "pw-r", "--dir", join(dir, "r2"), "--to", "juliet@localhost/cli-c", ...common], ro.io);
+    for (let k = 0; k < 300 && !j.out.join("").includes("PROTECTED-MARKER hello"); k++) await new Promise((res) => setTimeout(res, 20));
+    release();
+    assert.equal(await rRun, 0, ro.err.join(""));
+    assert.equal(await jRun, 0, j.err.join(""));
+    assert.match(j.out.join(""), /romeo@localhost\/cli-c: PROTECTED-MARKER hello/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
