@@ -17,6 +17,9 @@
  *   what we were offered, ':1' by default).
  * - XEP-0247 v0.2 (Jingle XML Streams): description 'urn:xmpp:jingle:apps:xmlstream:0'.
  * - XEP-0234 v0.19.1 (Jingle File Transfer): the file-offer description (./file.ts).
+ * - XEP-0260 v1.0.3 (Jingle SOCKS5 Bytestreams Transport): <transport
+ *   xmlns='urn:xmpp:jingle:transports:s5b:1' sid mode dstaddr> with <candidate/>s, and the
+ *   transport-info payloads candidate-used, candidate-error, activated, proxy-error.
  */
 import { el, elements, NS, type Element } from "../xml/index.js";
 import { attrOf } from "../adapters/connection.js";
@@ -29,6 +32,17 @@ export const NS_XTLS = "urn:xmpp:jingle:security:xtls:0";
 export const NS_XMLSTREAM = "urn:xmpp:jingle:apps:xmlstream:0";
 export const NS_IBB_TRANSPORT = "urn:xmpp:jingle:transports:ibb:1";
 export const NS_IBB_TRANSPORT_0 = "urn:xmpp:jingle:transports:ibb:0";
+export const NS_S5B_TRANSPORT = "urn:xmpp:jingle:transports:s5b:1";
+
+/** XEP-0260 v1.0.3 section 2.2 candidate. */
+export interface S5bCandidate {
+  readonly cid: string;
+  readonly host: string;
+  readonly jid: string;
+  readonly port: number;
+  readonly priority: number;
+  readonly type: "assisted" | "direct" | "proxy" | "tunnel";
+}
 
 export const JINGLE_ACTIONS = [
   "content-accept",
@@ -100,6 +114,18 @@ export type Transport =
       readonly sid: string;
       readonly blockSize: number;
       readonly stanza?: "iq" | "message";
+    }
+  | {
+      readonly kind: "s5b";
+      readonly sid: string;
+      readonly mode?: "tcp" | "udp";
+      readonly dstaddr?: string;
+      readonly candidates: readonly S5bCandidate[];
+      /** transport-info payloads (XEP-0260 sections 2.4-2.6). */
+      readonly candidateUsed?: string;
+      readonly candidateError?: boolean;
+      readonly activated?: string;
+      readonly proxyError?: boolean;
     }
   | { readonly kind: "unknown"; readonly ns: string; readonly element: Element };
 
@@ -198,6 +224,10 @@ function parseContent(c: Element): ParseResult<Content> {
           return fail("ibb transport block-size missing or out of range");
         if (st !== undefined && st !== "iq" && st !== "message") return fail("ibb transport stanza invalid");
         transport = { kind: "ibb", ns, sid, blockSize: Number(bs), ...(st === undefined ? {} : { stanza: st }) };
+      } else if (ns === NS_S5B_TRANSPORT) {
+        const r = parseS5b(x);
+        if (!r.ok) return fail(r.reason);
+        transport = r.value;
       } else transport = { kind: "unknown", ns, element: x };
     } else if (x.name === "security") {
       if (ns === NS_XTLS) {
@@ -262,8 +292,64 @@ function buildDescription(d: Description): Element {
   }
 }
 
+const CANDIDATE_TYPES = ["assisted", "direct", "proxy", "tunnel"] as const;
+
+function parseS5b(x: Element): ParseResult<Transport> {
+  const sid = attrOf(x, "sid");
+  const mode = attrOf(x, "mode");
+  const dstaddr = attrOf(x, "dstaddr");
+  if (sid === undefined || sid.length === 0) return fail("s5b transport without sid");
+  if (mode !== undefined && mode !== "tcp" && mode !== "udp") return fail("s5b mode invalid");
+  const candidates: S5bCandidate[] = [];
+  let candidateUsed: string | undefined;
+  let candidateError = false;
+  let activated: string | undefined;
+  let proxyError = false;
+  for (const c of elements(x)) {
+    if (c.name === "candidate") {
+      const cid = attrOf(c, "cid");
+      const host = attrOf(c, "host");
+      const jid = attrOf(c, "jid");
+      const port = Number(attrOf(c, "port") ?? "1080");
+      const priority = Number(attrOf(c, "priority"));
+      const type = attrOf(c, "type") ?? "direct";
+      if (cid === undefined || host === undefined || jid === undefined) return fail("candidate without cid, host or jid");
+      if (!Number.isInteger(port) || port < 1 || port > 65535 || !Number.isInteger(priority) || priority < 0) return fail("candidate port or priority invalid");
+      if (!isOneOf(CANDIDATE_TYPES, type)) return fail("candidate type invalid");
+      candidates.push({ cid, host, jid, port, priority, type });
+    } else if (c.name === "candidate-used") candidateUsed = attrOf(c, "cid");
+    else if (c.name === "candidate-error") candidateError = true;
+    else if (c.name === "activated") activated = attrOf(c, "cid");
+    else if (c.name === "proxy-error") proxyError = true;
+  }
+  return {
+    ok: true,
+    value: {
+      kind: "s5b",
+      sid,
+      ...(mode === undefined ? {} : { mode }),
+      ...(dstaddr === undefined ? {} : { dstaddr }),
+      candidates,
+      ...(candidateUsed === undefined ? {} : { candidateUsed }),
+      ...(candidateError ? { candidateError } : {}),
+      ...(activated === undefined ? {} : { activated }),
+      ...(proxyError ? { proxyError } : {}),
+    },
+  };
+}
+
 function buildTransport(t: Transport): Element {
   if (t.kind === "unknown") return t.element;
+  if (t.kind === "s5b")
+    return el(
+      "transport",
+      { xmlns: NS_S5B_TRANSPORT, dstaddr: t.dstaddr, mode: t.mode, sid: t.sid },
+      ...t.candidates.map((c) => el("candidate", { cid: c.cid, host: c.host, jid: c.jid, port: c.port, priority: c.priority, type: c.type })),
+      t.candidateUsed === undefined ? undefined : el("candidate-used", { cid: t.candidateUsed }),
+      t.candidateError === true ? el("candidate-error") : undefined,
+      t.activated === undefined ? undefined : el("activated", { cid: t.activated }),
+      t.proxyError === true ? el("proxy-error") : undefined,
+    );
   return el("transport", { xmlns: t.ns, "block-size": t.blockSize, sid: t.sid, stanza: t.stanza });
 }
 

@@ -62,6 +62,8 @@ export type JingleEvent =
   /** Responder: our session-accept was acknowledged. */
   | { readonly type: "accept-acked" }
   | { readonly type: "security-info"; readonly contents: readonly Content[] }
+  /** XEP-0260 candidate-used / candidate-error / activated (already acknowledged). */
+  | { readonly type: "transport-info"; readonly contents: readonly Content[] }
   | { readonly type: "terminated"; readonly by: "local" | "remote"; readonly reason: Reason | undefined }
   | { readonly type: "failed"; readonly error: JingleError };
 
@@ -122,6 +124,11 @@ export class JingleSession {
   securityInfo(contents: readonly Content[]): void {
     if (this.state.name !== "active") throw new JingleError("out-of-order", "security-info outside an active session");
     this.request({ action: "security-info", sid: this.sid, initiator: this.initiatorJid, contents });
+  }
+
+  transportInfo(contents: readonly Content[]): void {
+    if (this.state.name !== "active") throw new JingleError("out-of-order", "transport-info outside an active session");
+    this.request({ action: "transport-info", sid: this.sid, initiator: this.initiatorJid, contents });
   }
 
   /** Ends the session with a reason (XEP-0166 section 6.7); idempotent. */
@@ -221,7 +228,7 @@ export class JingleSession {
     }
     if (error !== undefined) {
       const cond = errorCondition(error);
-      if (p.action === "security-info") return; // informational (section 8): not fatal
+      if (p.action === "security-info" || p.action === "transport-info") return; // informational: not fatal
       if (s.name === "ended" || s.name === "ending") return;
       // A refused session-initiate (e.g. service-unavailable: no Jingle) or session-accept.
       this.state = { name: "ended" };
@@ -279,6 +286,11 @@ export class JingleSession {
           this.outbox.send(jingleErrorReply(iq, "unsupported-info"));
         else this.ack(id);
         return;
+      case "transport-info":
+        if (s.name !== "active" && s.name !== "awaiting-accept" && s.name !== "awaiting-local-decision") return outOfOrder();
+        this.ack(id);
+        this.outbox.emit({ type: "transport-info", contents: j.contents });
+        return;
       case "content-accept":
       case "content-add":
       case "content-modify":
@@ -286,7 +298,6 @@ export class JingleSession {
       case "content-remove":
       case "description-info":
       case "transport-accept":
-      case "transport-info":
       case "transport-reject":
       case "transport-replace":
         if (s.name === "ended") return outOfOrder();

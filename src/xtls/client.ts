@@ -24,12 +24,14 @@
  * The srp method plugs in through {@link XtlsOptions.srp} (see ./methods.ts).
  */
 import type { Duplex } from "node:stream";
+import type { Socket } from "node:net";
 import { bareJid, type Clock, type FullJid, type Random } from "../core/types.js";
 import { toHex } from "../core/bytes.js";
 import { systemClock, systemRandom } from "../crypto/node.js";
 import { attrOf, type StanzaConnection } from "../adapters/connection.js";
 import type { Element } from "../xml/index.js";
 import { IbbEndpoint, type IbbStream } from "../ibb/duplex.js";
+import { Socks5Listener, dstAddr, socks5Connect } from "../socks5/index.js";
 import {
   NS_IBB_TRANSPORT,
   jingleChild,
@@ -40,6 +42,8 @@ import {
   type Fingerprint,
   type Jingle,
   type Reason,
+  type S5bCandidate,
+  type Transport,
   type XtlsSecurity,
 } from "../jingle/codec.js";
 import { JingleSession, peekInitiate, type JingleEvent } from "../jingle/session.js";
@@ -64,6 +68,8 @@ export interface XtlsOptions {
   readonly acceptSession?: (offer: { peer: FullJid; sid: string; description: Description }) => Promise<boolean> | boolean;
   /** false behaves as an entity without XTLS (draft responder rule 1). Default true. */
   readonly supportsXtls?: boolean;
+  /** Address our XEP-0260 direct candidate listens on. Default 127.0.0.1. */
+  readonly s5bHost?: string;
   /** IBB block-size to offer (initiator) or accept at most (responder). Default 4096. */
   readonly blockSize?: number;
   readonly minTlsVersion?: TlsVersion;
@@ -86,6 +92,8 @@ export interface ConnectOptions {
   readonly allowPlain?: boolean;
   /** The Jingle application: an end-to-end XML stream (default) or a file offer (XEP-0234). */
   readonly application?: Description;
+  /** In-band bytestreams (default) or SOCKS5 bytestreams with direct candidates (XEP-0260). */
+  readonly transport?: "ibb" | "s5b";
 }
 
 export interface XtlsEnd {
@@ -129,19 +137,30 @@ export class XtlsTunnel {
 interface Ctx {
   readonly jingle: JingleSession;
   timer: NodeJS.Timeout | undefined;
-  readonly waiters: Array<(e: JingleEvent) => void>;
+  readonly waiters: Array<(e: JingleEvent) => boolean>;
   readonly backlog: JingleEvent[];
   securityInfoMethod: XtlsMethod | undefined;
   description: Description;
+  ownCandidate: OwnCandidate | undefined;
   /** The IBB sid we expect an <open/> for (responder), to cancel if the session ends. */
   expectedIbb: string | undefined;
-  ibb: IbbStream | undefined;
+  /** The transport under TLS: an IBB stream or a SOCKS5 TCP socket. */
+  ibb: Duplex | undefined;
   socket: Duplex | undefined;
   endInfo: XtlsEnd | undefined;
   readonly endWaiters: Array<(e: XtlsEnd) => void>;
 }
 
 const CONTENT_NAME = "xmlstream";
+
+/** XEP-0260 section 2.2 priority of a direct candidate: type preference 126 << 16 | local 65535. */
+const DIRECT_PRIORITY = 126 * 65536 + 65535;
+
+interface OwnCandidate {
+  readonly listener: Socks5Listener;
+  readonly cid: string;
+  readonly incoming: Promise<Socket>;
+}
 
 function srpUnavailable(): XtlsError {
   return new XtlsError("srp-unavailable", "TLS-SRP is not available yet in this build; use x509 (pinned or leap of faith)");
@@ -197,13 +216,27 @@ export class XtlsClient {
     const description: Description = opts.application ?? { kind: "xmlstream" };
     ctx.description = description;
     const name = description.kind === "file" ? "a-file-offer" : CONTENT_NAME;
+    let offered: Transport = { kind: "ibb", ns: NS_IBB_TRANSPORT, sid: ibbSid, blockSize };
+    let ours: OwnCandidate | undefined;
+    if (opts.transport === "s5b") {
+      // XEP-0260 section 2.2: our direct candidate; the responder connects to it with
+      // DST.ADDR = SHA1(SID + initiator JID + responder JID).
+      const listener = await Socks5Listener.listen(this.o.s5bHost ?? "127.0.0.1");
+      const cid = this.newSid();
+      const incoming = listener.expect(dstAddr(ibbSid, this.jid, peer), this.o.acceptTimeoutMs ?? 120_000);
+      incoming.catch(() => undefined);
+      ours = { listener, cid, incoming };
+      ctx.ownCandidate = ours;
+      const { host, port } = listener.address;
+      offered = { kind: "s5b", sid: ibbSid, mode: "tcp", candidates: [{ cid, host, jid: this.jid, port, priority: DIRECT_PRIORITY, type: "direct" }] };
+    }
     const content: Content = {
       creator: "initiator",
       name,
       // XEP-0234 section 6: a file offer is sent by the initiator only.
       ...(description.kind === "file" ? { senders: "initiator" as const } : {}),
       description,
-      transport: { kind: "ibb", ns: NS_IBB_TRANSPORT, sid: ibbSid, blockSize },
+      transport: offered,
       // Section 8.1: x509 and srp are both offered; srp fails typed if not plugged in.
       security: { kind: "xtls", fingerprint: this.o.identity.fingerprint, methods: ["x509", "srp"] },
     };
@@ -212,7 +245,8 @@ export class XtlsClient {
     const accepted = await this.waitFor(ctx, "accepted");
     const acc = accepted.jingle.contents.find((c) => c.name === name);
     const t = acc?.transport;
-    if (acc === undefined || t?.kind !== "ibb" || t.sid !== ibbSid || t.blockSize > blockSize) {
+    const transportOk = t?.kind === "ibb" ? offered.kind === "ibb" && t.blockSize <= blockSize : t?.kind === "s5b" && offered.kind === "s5b";
+    if (acc === undefined || t === undefined || !transportOk || (t.kind !== "ibb" && t.kind !== "s5b") || t.sid !== ibbSid) {
       throw this.fail(ctx, new XtlsError("unsupported", "the session-accept does not match the offered transport", "failed-transport"));
     }
     const answer = acc.security?.kind === "xtls" ? acc.security : undefined;
@@ -232,16 +266,20 @@ export class XtlsClient {
     if (decision.kind === "terminate") {
       throw this.fail(ctx, new XtlsError(decision.downgrade ? "no-xtls-support" : "peer-unverified", decision.why));
     }
+    const establish = (): Promise<Duplex> =>
+      t.kind === "ibb"
+        ? this.openIbb(ctx, () => this.ibb.open(peer, { sid: ibbSid, blockSize: t.blockSize, exactBlockSize: true }))
+        : this.s5bNominate(ctx, "initiator", t.sid, t.candidates, ours, { creator: "initiator", name });
     if (decision.kind === "plain") {
-      const ibb = await this.openIbb(ctx, () => this.ibb.open(peer, { sid: ibbSid, blockSize: t.blockSize, exactBlockSize: true }));
-      return this.makeTunnel(ctx, "initiator", "none", ibb, undefined, false, undefined);
+      const raw = await establish();
+      return this.makeTunnel(ctx, "initiator", "none", raw, undefined, false, undefined);
     }
     if (decision.method === "srp" && this.o.srp === undefined) throw this.fail(ctx, srpUnavailable());
     // Section 3: "sends an additional security-info message to the responder to signal its choice".
     ctx.jingle.securityInfo([{ creator: "initiator", name, security: { kind: "xtls", methods: [decision.method] } }]);
     this.pump(ctx);
-    const ibb = await this.openIbb(ctx, () => this.ibb.open(peer, { sid: ibbSid, blockSize: t.blockSize, exactBlockSize: true }));
-    return this.secure(ctx, "initiator", decision.method, ibb, answer, password, decision.leapOfFaith);
+    const raw = await establish();
+    return this.secure(ctx, "initiator", decision.method, raw, answer, password, decision.leapOfFaith);
   }
 
   // ---- responder ----
@@ -255,7 +293,7 @@ export class XtlsClient {
       throw this.fail(ctx, new XtlsError("unsupported", "only one XML stream or file offer content is supported"));
     }
     ctx.description = description;
-    if (t?.kind !== "ibb") throw this.fail(ctx, new XtlsError("unsupported", "only in-band bytestreams are supported", "unsupported-transports"));
+    if (t?.kind !== "ibb" && t?.kind !== "s5b") throw this.fail(ctx, new XtlsError("unsupported", "only in-band and SOCKS5 bytestreams are supported", "unsupported-transports"));
     const offer: XtlsSecurity | undefined = offerC.security?.kind === "xtls" ? offerC.security : undefined;
     const supportsXtls = this.o.supportsXtls !== false;
     if (offer === undefined && supportsXtls) {
@@ -265,15 +303,21 @@ export class XtlsClient {
     if ((await this.o.acceptSession?.({ peer, sid: ctx.jingle.sid, description })) !== true) {
       throw this.fail(ctx, new XtlsError("declined", "session declined"));
     }
-    const blockSize = Math.min(t.blockSize, this.o.blockSize ?? 8192);
-    const transport = { ...t, blockSize };
-    if (!supportsXtls || offer === undefined) {
+    const blockSize = t.kind === "ibb" ? Math.min(t.blockSize, this.o.blockSize ?? 8192) : 0;
+    // XEP-0260: we offer no candidates of our own; we connect to the initiator's.
+    const transport: Transport = t.kind === "ibb" ? { ...t, blockSize } : { kind: "s5b", sid: t.sid, mode: "tcp", candidates: [] };
+    const establish = (): Promise<Duplex> => {
+      if (t.kind === "s5b") return this.s5bNominate(ctx, "responder", t.sid, t.candidates, undefined, { creator: offerC.creator, name: offerC.name });
       ctx.expectedIbb = t.sid;
       const pending = this.ibb.expect(peer, t.sid, blockSize);
-      ctx.jingle.accept([{ creator: offerC.creator, name: offerC.name, description, transport }]);
+      return Promise.resolve(pending);
+    };
+    if (!supportsXtls || offer === undefined) {
+      const pendingIbb = t.kind === "ibb" ? establish() : undefined;
+      ctx.jingle.accept([{ creator: offerC.creator, name: offerC.name, ...(offerC.senders === undefined ? {} : { senders: offerC.senders }), description, transport }]);
       this.pump(ctx);
-      const ibb = await this.openIbb(ctx, () => pending);
-      this.emit({ type: "tunnel", tunnel: this.makeTunnel(ctx, "responder", "none", ibb, undefined, false, undefined) });
+      const raw = pendingIbb !== undefined ? await this.openIbb(ctx, () => pendingIbb as Promise<IbbStream>) : await establish();
+      this.emit({ type: "tunnel", tunnel: this.makeTunnel(ctx, "responder", "none", raw, undefined, false, undefined) });
       return;
     }
     const peerBare = bareJid(peer);
@@ -294,11 +338,10 @@ export class XtlsClient {
     if (decision.kind === "accept" && decision.expect === "srp" && this.o.srp === undefined) throw this.fail(ctx, srpUnavailable());
     if (decision.kind === "accept-plain") throw this.fail(ctx, new XtlsError("no-xtls-support", "unreachable"));
     // Register the bytestream before accepting, so the initiator's <open/> finds it.
-    ctx.expectedIbb = t.sid;
-    const pending = this.ibb.expect(peer, t.sid, blockSize);
+    const pendingIbb = t.kind === "ibb" ? establish() : undefined;
     ctx.jingle.accept([{ ...offerC, transport, security: decision.security }]);
     this.pump(ctx);
-    const ibb = await this.openIbb(ctx, () => pending);
+    const ibb = pendingIbb !== undefined ? await this.openIbb(ctx, () => pendingIbb as Promise<IbbStream>) : await establish();
     // The security-info precedes the IBB <open/> from the same sender (in-order delivery).
     const method = ctx.securityInfoMethod ?? decision.expect;
     if (method === "x509" && !canVerifyPeer && !decision.leapOfFaith) {
@@ -315,7 +358,7 @@ export class XtlsClient {
     ctx: Ctx,
     role: "initiator" | "responder",
     method: XtlsMethod,
-    ibb: IbbStream,
+    ibb: Duplex,
     peerSecurity: XtlsSecurity | undefined,
     password: string | undefined,
     leapOfFaith: boolean,
@@ -351,6 +394,68 @@ export class XtlsClient {
     }
   }
 
+  /**
+   * XEP-0260 v1.0.3 sections 2.4-2.5: connect to the peer's candidates (highest priority
+   * first), report candidate-used or candidate-error, read the peer's report, and keep the
+   * nominated connection: used beats error; of two used, the higher priority; on a tie,
+   * the initiator's choice. Both errors: connectivity-error.
+   */
+  private async s5bNominate(
+    ctx: Ctx,
+    role: "initiator" | "responder",
+    sid: string,
+    theirs: readonly S5bCandidate[],
+    ours: OwnCandidate | undefined,
+    content: { creator: "initiator" | "responder"; name: string },
+  ): Promise<Duplex> {
+    const peer = ctx.jingle.peer;
+    const sockets: Socket[] = [];
+    try {
+      let mine: { cid: string; sock: Socket; priority: number } | undefined;
+      for (const c of [...theirs].sort((a, b) => b.priority - a.priority)) {
+        if (c.type !== "direct") continue; // proxies (XEP-0065 activation) are not implemented
+        try {
+          // DST.ADDR for a candidate the peer offered: SHA1(SID + peer JID + our JID).
+          const sock = await socks5Connect(c.host, c.port, dstAddr(sid, peer, this.jid));
+          sockets.push(sock);
+          mine = { cid: c.cid, sock, priority: c.priority };
+          break;
+        } catch {
+          /* next candidate */
+        }
+      }
+      const report: Transport = { kind: "s5b", sid, candidates: [], ...(mine === undefined ? { candidateError: true } : { candidateUsed: mine.cid }) };
+      ctx.jingle.transportInfo([{ ...content, transport: report }]);
+      this.pump(ctx);
+      const info = await this.waitFor(ctx, "transport-info");
+      const tr = info.contents.find((c) => c.transport?.kind === "s5b")?.transport;
+      const theirUsed = tr?.kind === "s5b" ? tr.candidateUsed : undefined;
+      let theirSock: Socket | undefined;
+      if (theirUsed !== undefined) {
+        if (ours === undefined || theirUsed !== ours.cid) throw new XtlsError("transport-failed", "candidate-used names no candidate of ours", "connectivity-error");
+        theirSock = await ours.incoming;
+        sockets.push(theirSock);
+      }
+      let chosen: Socket;
+      if (mine !== undefined && theirSock !== undefined) {
+        const theirPriority = DIRECT_PRIORITY;
+        const initiatorsChoice = role === "initiator" ? mine.sock : theirSock;
+        chosen = mine.priority > theirPriority ? mine.sock : theirPriority > mine.priority ? theirSock : initiatorsChoice;
+      } else if (mine !== undefined) chosen = mine.sock;
+      else if (theirSock !== undefined) chosen = theirSock;
+      else throw new XtlsError("transport-failed", "no SOCKS5 candidate worked", "connectivity-error");
+      for (const s of sockets) if (s !== chosen) s.destroy();
+      ctx.ibb = chosen;
+      return chosen;
+    } catch (e) {
+      for (const s of sockets) s.destroy();
+      if (e instanceof XtlsError) throw this.fail(ctx, e);
+      throw this.fail(ctx, new XtlsError("transport-failed", "SOCKS5 negotiation failed", "connectivity-error", { cause: e }));
+    } finally {
+      ours?.listener.close();
+    }
+  }
+
   private async openIbb(ctx: Ctx, open: () => Promise<IbbStream>): Promise<IbbStream> {
     const ended = new Promise<never>((_, reject) => {
       ctx.endWaiters.push((e) => reject(e.error ?? new XtlsError("terminated", "the peer ended the session", e.reason?.condition ?? "general-error")));
@@ -370,7 +475,7 @@ export class XtlsClient {
     ctx: Ctx,
     role: "initiator" | "responder",
     method: XtlsMethod | "none",
-    ibb: IbbStream,
+    ibb: Duplex,
     plain: Duplex | undefined,
     leapOfFaith: boolean,
     protocol: string | undefined,
@@ -423,6 +528,7 @@ export class XtlsClient {
     ctx.socket?.destroy();
     ctx.ibb?.destroy();
     if (ctx.expectedIbb !== undefined) this.ibb.cancel(ctx.jingle.peer, ctx.expectedIbb);
+    ctx.ownCandidate?.listener.close();
     return err;
   }
 
@@ -444,6 +550,7 @@ export class XtlsClient {
       backlog: [],
       securityInfoMethod: undefined,
       description: { kind: "xmlstream" },
+      ownCandidate: undefined,
       expectedIbb: undefined,
       ibb: undefined,
       socket: undefined,
@@ -477,8 +584,10 @@ export class XtlsClient {
         check(ctx.backlog.splice(i, 1)[0] as JingleEvent);
         return;
       }
-      const w = (e: JingleEvent): void => {
-        if (check(e)) ctx.waiters.splice(ctx.waiters.indexOf(w), 1);
+      const w = (e: JingleEvent): boolean => {
+        const hit = check(e);
+        if (hit) ctx.waiters.splice(ctx.waiters.indexOf(w), 1);
+        return hit;
       };
       ctx.waiters.push(w);
     });
@@ -522,10 +631,9 @@ export class XtlsClient {
         });
         continue;
       }
-      const w = ctx.waiters[0];
-      if (w !== undefined) {
-        for (const x of [...ctx.waiters]) x(e);
-      } else ctx.backlog.push(e);
+      let consumed = false;
+      for (const x of [...ctx.waiters]) consumed = x(e) || consumed;
+      if (!consumed) ctx.backlog.push(e);
     }
     if (ctx.timer !== undefined) clearTimeout(ctx.timer);
     ctx.timer = undefined;

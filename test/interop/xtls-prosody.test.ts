@@ -314,3 +314,26 @@ test("CLI: send-file / receive-file and chat between two `xtls` runs through Pro
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("a 20 MiB file over XTLS+SOCKS5 (XEP-0260 direct candidate, signalled through Prosody) arrives intact", async (t) => {
+  const p = pair({ leapOfFaith: () => true }, { leapOfFaith: () => true });
+  t.after(() => p.done());
+  ca.sent.length = 0;
+  const ta = await p.alice.connect(cb.jid, { transport: "s5b" });
+  const tb = await p.incoming;
+  const file = randomBytes(20 << 20);
+  const received = new Promise<string>((res) => {
+    const h = createHash("sha256");
+    let n = 0;
+    tb.socket.on("data", (d: Buffer) => {
+      h.update(d);
+      n += d.length;
+      if (n >= file.length) res(`${n}:${h.digest("hex")}`);
+    });
+  });
+  ta.socket.write(file);
+  assert.equal(await received, `${file.length}:${createHash("sha256").update(file).digest("hex")}`);
+  await ta.close();
+  assert.equal((await tb.ended).reason?.condition, "success");
+  assert.ok(!ca.sent.some((x) => ibbChild(parseXml(x)) !== undefined), "no IBB: the bytes went over SOCKS5");
+});
