@@ -266,6 +266,8 @@ async function main(): Promise<void> {
       "                        2 dhPublic + 2 dhShared",
       "  smime ...             RFC 3923 sign+encrypt / decrypt+verify of a 500 B CPIM object vs the raw",
       "                        RSA/EC + AES operations (bench/smime.ts, docs/object-encryption.md)",
+      "  xtls ...              tunnel throughput over IBB (and SOCKS5) through Prosody vs the same",
+      "                        transport without TLS; handshake round trips (bench/xtls.ts, docs/xtls.md)",
       "  handshake 4-msg ...   one authenticated XEP-0116 negotiation (both sides sign with 'key')",
       "                        vs  rawHandshake: 2 dhPublic + 2 dhShared + 2 sign + 2 verify",
       `Targets (issues): esession stanza 200B ratio >= ${STANZA_200_TARGET.toFixed(2)}; handshakes >= ${HANDSHAKE_TARGET.toFixed(2)} (overhead < 30%).`,
@@ -286,7 +288,10 @@ async function main(): Promise<void> {
   );
 
   // Figures of the other layers, each module measuring its own baselines in this run.
-  const layers: Array<[string, () => Promise<Figure[]>]> = [["smime (RFC 3923)", async () => (await import("./smime.js")).figures()]];
+  const layers: Array<[string, () => Promise<Figure[]>]> = [
+    ["smime (RFC 3923)", async () => (await import("./smime.js")).figures()],
+    ["xtls (TLS over Jingle)", async () => (await import("./xtls.js")).figures()],
+  ];
   for (const [label, run] of layers) {
     process.stdout.write(`  measuring ${label} ...\n`);
     figures.push(...(await run()));

@@ -58,6 +58,7 @@ commands:
   keys ...             long-term signing keys: create, show, export, import (keys --help)
   trust ...            peers' keys: list, verify, petname, revoke (trust --help)
   object ...           RFC 3923 object encryption: keygen, sign, encrypt, decrypt, verify, chat
+  xtls ...             XTLS (TLS over Jingle): chat over an end-to-end stream, send-file, receive-file
   tui ...              the interactive terminal client: contacts, presence, SAS, alerts, files (tui --help)
   web ...              build and serve the web client for a server's WebSocket endpoint (web --help)
 `;
@@ -406,6 +407,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import("./object.js")).run(rest);
       case "tui":
         return await (await import("./tui.js")).run(rest);
+      case "xtls":
+        return await (await import("./xtls.js")).run(rest);
       case "web":
         return await (await import("./web.js")).run(rest);
       case undefined:
