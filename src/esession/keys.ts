@@ -157,10 +157,15 @@ export class BlockCounter {
   bytes(): Uint8Array {
     return this.v.slice();
   }
-  /** The CTR initial block: the counter plus `offset` (0, or 1 in the gajim profile, row 5). */
+  /**
+   * The CTR initial block: the counter plus `offset` (0, or 1 in the gajim profile, row 5).
+   * With no offset this is a view of the counter itself: use it before advancing (the
+   * cipher copies its IV).
+   */
   block(offset: number): Uint8Array {
+    if (offset === 0) return this.v;
     const c = BlockCounter.fromBytes(this.v);
-    if (offset) c.advance(offset);
+    c.advance(offset);
     return c.v;
   }
   advance(blocks: number): void {
