@@ -3,6 +3,8 @@
  * over XEP-0047/XEP-0261 in-band bytestreams):
  * - tunnel throughput: application bytes through an x509 XTLS tunnel over IBB, as a ratio
  *   to the same IBB stream without TLS (same block-size, same window, same run);
+ * - the same over SOCKS5 bytestreams (XEP-0260 direct candidate on loopback, negotiated
+ *   through Prosody), as a ratio to a plain SOCKS5 TCP connection without TLS;
  * - handshake: the time from session-initiate to an open tunnel (Jingle initiate/accept,
  *   security-info, IBB open, TLS 1.3 or 1.2 handshake), against one iq round trip to the
  *   peer through the same server; the ratio is 1 / (handshake time in round trips).
@@ -18,6 +20,7 @@ import { attrOf, type StanzaConnection } from "../src/adapters/connection.js";
 import { el, NS } from "../src/xml/index.js";
 import { IbbEndpoint, type IbbStream } from "../src/ibb/index.js";
 import { MemoryTrustStore, XtlsClient, generateIdentity, type XtlsTunnel } from "../src/xtls/index.js";
+import { Socks5Listener, dstAddr, socks5Connect } from "../src/socks5/index.js";
 
 const CHUNK = 64 * 1024;
 const BLOCK = 8192;
@@ -88,9 +91,9 @@ export async function figures(): Promise<Figure[]> {
     cb.on((e) => {
       if (e.type === "tunnel") nextTunnel?.(e.tunnel);
     });
-    const open = async (): Promise<[XtlsTunnel, XtlsTunnel]> => {
+    const open = async (transport: "ibb" | "s5b" = "ibb"): Promise<[XtlsTunnel, XtlsTunnel]> => {
       const inc = new Promise<XtlsTunnel>((r) => (nextTunnel = r));
-      const t = await ca.connect(b.jid);
+      const t = await ca.connect(b.jid, { transport });
       return [t, await inc];
     };
 
@@ -108,6 +111,22 @@ export async function figures(): Promise<Figure[]> {
     rawOut.destroy();
     await ta.close();
 
+    // SOCKS5: plain TCP through a SOCKS5 handshake vs XTLS over the nominated connection.
+    const big = { unit: "MB/s" as const, bytesPerOp: CHUNK, minTimeMs: 400, samples: 5 };
+    const listener = await Socks5Listener.listen();
+    const addr = dstAddr("bench", a.jid, b.jid);
+    const acc = listener.expect(addr);
+    const s5out = await socks5Connect(listener.address.host, listener.address.port, addr);
+    const s5in = await acc;
+    s5in.resume();
+    const s5RawM = await measure("SOCKS5 TCP on loopback, no TLS", transfer(s5out, s5in), big);
+    s5out.destroy();
+    s5in.destroy();
+    listener.close();
+    const [sa, sb] = await open("s5b");
+    const s5TlsM = await measure(`XTLS tunnel over SOCKS5 (XEP-0260 direct, x509, ${sa.protocol ?? "TLS"})`, transfer(sa.socket, sb.socket), big);
+    await sa.close();
+
     // Handshake in round trips.
     const ping = iqPing(a, b);
     const pingM = await measure("iq round trip to the peer via Prosody", ping, { unit: "ops/s", minTimeMs: 200, samples: 5 });
@@ -119,7 +138,7 @@ export async function figures(): Promise<Figure[]> {
       await t.close();
     }
     const hsM = rates("XTLS setup (Jingle + IBB open + TLS 1.3 x509), 1/round trips", "ops/s", secs);
-    return [compare(tlsM, rawM), compare(hsM, pingM)];
+    return [compare(tlsM, rawM), compare(s5TlsM, s5RawM), compare(hsM, pingM)];
   } finally {
     for (const c of clients) c.detach();
     await Promise.all(conns.map((c) => c.close().catch(() => undefined)));

@@ -7,7 +7,8 @@
  *
  * Spec: draft-meyer-xmpp-e2e-encryption-02: section 7 (we check the peer's disco#info
  * for 'urn:xmpp:jingle:security:xtls:1' before initiating, and answer disco#info with it;
- * a missing feature is shown as the section 8.3 downgrade warning and nothing is sent),
+ * a missing feature is shown as the section 8.3 downgrade warning and nothing is sent;
+ * --transport s5b uses XEP-0260 SOCKS5 bytestreams with a direct candidate),
  * section 5 (leap of faith only with --leap-of-faith; otherwise the peer's certificate
  * must be pinned in the trust file, or a password given for TLS-SRP with --srp, which
  * is asked for without echo), section 4 (chat is an end-to-end XML stream: /quit closes
@@ -51,6 +52,8 @@ common options:
   --leap-of-faith      trust an unknown peer certificate on first use and pin it
   --srp                ask for a password shared with the peer, for TLS-SRP
   --block-size N       in-band bytestream block size (default 4096)
+  --transport T        ibb (default) or s5b (SOCKS5 direct candidate, XEP-0260)
+  --s5b-host ADDR      address our SOCKS5 candidate listens on (default 127.0.0.1)
   --skip-disco         do not check the peer's disco#info first
 `;
 
@@ -186,6 +189,8 @@ export async function run(argv: string[], io: XtlsCliIo = defaultIo): Promise<nu
         "leap-of-faith": { type: "boolean" },
         srp: { type: "boolean" },
         "block-size": { type: "string" },
+        transport: { type: "string" },
+        "s5b-host": { type: "string" },
         "skip-disco": { type: "boolean" },
       },
     });
@@ -201,6 +206,8 @@ export async function run(argv: string[], io: XtlsCliIo = defaultIo): Promise<nu
     if (cmd === "send-file" && to === undefined) throw new UsageError("send-file needs --to");
     const blockSize = values["block-size"] === undefined ? 4096 : Number(values["block-size"]);
     if (!Number.isInteger(blockSize) || blockSize < 1 || blockSize > 65535) throw new UsageError("--block-size must be 1..65535");
+    const transport = values.transport ?? "ibb";
+    if (transport !== "ibb" && transport !== "s5b") throw new UsageError("--transport must be ibb or s5b");
     const dir = values.dir ?? ".xmpp-e2e-xtls";
     const identity = await deviceIdentity(dir, bareJid(jid));
     const trust = new FileTrustStore(join(dir, "pins.json"));
@@ -220,6 +227,7 @@ export async function run(argv: string[], io: XtlsCliIo = defaultIo): Promise<nu
       identity,
       trust,
       blockSize,
+      ...(values["s5b-host"] === undefined ? {} : { s5bHost: values["s5b-host"] }),
       leapOfFaith: (peer, fp) => {
         if (values["leap-of-faith"] !== true) return false;
         io.err(`warning: trusting ${peer}'s unverified certificate ${fp.algo} ${fp.value} on first use\n`);
@@ -263,6 +271,7 @@ export async function run(argv: string[], io: XtlsCliIo = defaultIo): Promise<nu
       const path = positionals[0] as string;
       let last = -1;
       const r = await sendFile(c, to as FullJid, path, {
+        transport,
         onProgress: (n, total) => {
           const pct = total === 0 ? 100 : Math.floor((n * 100) / total);
           if (pct !== last) io.err(`\rsent ${n}/${total} bytes (${pct}%)`);
@@ -290,7 +299,7 @@ export async function run(argv: string[], io: XtlsCliIo = defaultIo): Promise<nu
 
     // chat
     let tunnel: XtlsTunnel;
-    if (to !== undefined) tunnel = await c.connect(to);
+    if (to !== undefined) tunnel = await c.connect(to, { transport });
     else {
       io.err("waiting for an XTLS chat session...\n");
       tunnel = await incoming();

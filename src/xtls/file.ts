@@ -53,7 +53,7 @@ export async function sendFile(
   client: XtlsClient,
   peer: FullJid,
   path: string,
-  opts: { onProgress?: Progress; allowPlain?: boolean; mediaType?: string } = {},
+  opts: { onProgress?: Progress; allowPlain?: boolean; mediaType?: string; transport?: "ibb" | "s5b" } = {},
 ): Promise<FileResult> {
   const size = statSync(path).size;
   const sha256 = await sha256File(path);
@@ -63,7 +63,11 @@ export async function sendFile(
     ...(opts.mediaType === undefined ? {} : { mediaType: opts.mediaType }),
     hashes: [{ algo: "sha-256", value: sha256 }],
   };
-  const tunnel = await client.connect(peer, { application: { kind: "file", file }, ...(opts.allowPlain === undefined ? {} : { allowPlain: opts.allowPlain }) });
+  const tunnel = await client.connect(peer, {
+    application: { kind: "file", file },
+    ...(opts.allowPlain === undefined ? {} : { allowPlain: opts.allowPlain }),
+    ...(opts.transport === undefined ? {} : { transport: opts.transport }),
+  });
   const hash = createHash("sha256");
   const count = counter(size, opts.onProgress, hash);
   const socket = tunnel.socket;

@@ -262,7 +262,7 @@ test("a 1 MiB file over XTLS+IBB arrives intact (SHA-256)", async (t) => {
   p.done();
 });
 
-test("CLI: send-file / receive-file and chat between two `xtls` runs through Prosody", async () => {
+test("CLI: send-file / receive-file (over SOCKS5) and chat (over IBB) between two `xtls` runs through Prosody", async () => {
   const { mkdtempSync, writeFileSync, readFileSync, rmSync } = await import("node:fs");
   const { join } = await import("node:path");
   const { tmpdir } = await import("node:os");
@@ -284,7 +284,7 @@ test("CLI: send-file / receive-file and chat between two `xtls` runs through Pro
     const receiver = run(["receive-file", "--jid", "juliet@localhost/cli-r", "--password", "pw-j", "--dir", join(dir, "j"), "--out", join(dir, "in"), ...common], r.io);
     await new Promise((res) => setTimeout(res, 700));
     const s = io();
-    const sent = await run(["send-file", "--jid", "romeo@localhost/cli-s", "--password", "pw-r", "--dir", join(dir, "r"), "--to", "juliet@localhost/cli-r", ...common, file], s.io);
+    const sent = await run(["send-file", "--jid", "romeo@localhost/cli-s", "--password", "pw-r", "--dir", join(dir, "r"), "--to", "juliet@localhost/cli-r", "--transport", "s5b", ...common, file], s.io);
     assert.equal(sent, 0, s.err.join(""));
     assert.equal(await receiver, 0, r.err.join(""));
     assert.deepEqual(readFileSync(join(dir, "in", "notes.bin")), content);
