@@ -53,6 +53,8 @@ commands:
       --auth M                 identify with our key: key, hash or none (default: key when
                                a key exists for --jid, see "keys create"; else none)
       --passphrase P           unlock a protected key (or XMPP_E2E_PASSPHRASE)
+      --object                 RFC 3923 object encryption instead of a session
+                               (with --cert, --key, --peer-cert: see object --help)
   vectors FILE         recompute an ESession vectors file (exit 1 on any mismatch)
       --profile P        gajim (default; every value) or spec (the shared values)
   keys ...             long-term signing keys: create, show, export, import (keys --help)
@@ -396,6 +398,8 @@ export async function main(argv: string[]): Promise<number> {
       case "demo":
         return await demo(rest);
       case "chat":
+        // `chat --object` sends RFC 3923 object-encrypted messages instead of an ESession.
+        if (rest.includes("--object")) return await (await import("./object.js")).run(["chat", ...rest.filter((a) => a !== "--object")]);
         return await chat(rest);
       case "vectors":
         return vectors(rest);
