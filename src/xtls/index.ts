@@ -8,5 +8,6 @@ export * from "./disco.js";
 export * from "./errors.js";
 export * from "./file.js";
 export * from "./methods.js";
+export * from "./pubkeys.js";
 export * from "./tls.js";
 export * from "./trust.js";

@@ -175,3 +175,43 @@ test("e2e stream over XTLS on the switchboard: stanzas both ways, stream close t
   alice.detach();
   bob.detach();
 });
+
+test("after an SRP session the parties exchange certificates over the e2e stream (draft 5.1); the next session is pinned x509", async () => {
+  const { servePubkeys, fetchAndPinPeerCertificate } = await import("../../src/xtls/index.js");
+  const sb = new Switchboard();
+  const idR = await generateIdentity("romeo@montague.lit");
+  const idJ = await generateIdentity("juliet@capulet.lit");
+  const trustR = new MemoryTrustStore();
+  const trustJ = new MemoryTrustStore();
+  // Stand-in for src/tls-srp (authentication by password): hands the stream through.
+  const srp = (stream: import("node:stream").Duplex): Promise<import("node:stream").Duplex> => Promise.resolve(stream);
+  const alice = new XtlsClient({ connection: sb.connect(R), identity: idR, trust: trustR, srp, password: () => "shared" });
+  const bob = new XtlsClient({ connection: sb.connect(J), identity: idJ, trust: trustJ, srp, password: () => "shared", acceptSession: () => true });
+  let incoming = new Promise<XtlsTunnel>((res) => bob.on((e) => e.type === "tunnel" && res(e.tunnel)));
+  const ta = await alice.connect(J);
+  const tb = await incoming;
+  assert.equal(ta.method, "srp");
+  const [sa, sbs] = await Promise.all([openE2eStream(ta, R), openE2eStream(tb, J)]);
+  servePubkeys(sa, idR);
+  servePubkeys(sbs, idJ);
+  const [fpJ, fpR] = await Promise.all([fetchAndPinPeerCertificate(sa, trustR), fetchAndPinPeerCertificate(sbs, trustJ)]);
+  assert.deepEqual(fpJ, idJ.fingerprint);
+  assert.deepEqual(fpR, idR.fingerprint);
+  await sa.close();
+  await tb.ended;
+  alice.detach();
+  bob.detach();
+
+  // Next session: no password, no leap of faith, x509 verified by the pins.
+  const sb2 = new Switchboard();
+  const alice2 = new XtlsClient({ connection: sb2.connect(R), identity: idR, trust: trustR });
+  const bob2 = new XtlsClient({ connection: sb2.connect(J), identity: idJ, trust: trustJ, acceptSession: () => true });
+  incoming = new Promise<XtlsTunnel>((res) => bob2.on((e) => e.type === "tunnel" && res(e.tunnel)));
+  const t2 = await alice2.connect(J);
+  await incoming;
+  assert.equal(t2.method, "x509");
+  assert.equal(t2.leapOfFaith, false);
+  await t2.close();
+  alice2.detach();
+  bob2.detach();
+});
