@@ -23,7 +23,14 @@ import { value } from "../forms/codec.js";
 import { StoreError, type Store } from "../store/types.js";
 import { newThreadId } from "../thread/index.js";
 import { DiscoResponder } from "../disco/responder.js";
-import { el, type Element, NS } from "../xml/index.js";
+import { deepClone, el, type Element, NS } from "../xml/index.js";
+import { toHex } from "../core/bytes.js";
+import { parseJid } from "../core/types.js";
+import { type Audience, nodeFor, offlineInitOf, parseOfflineInit, parseOfflineOptions, NODE_EVERYONE, NODE_SUBSCRIBERS } from "../offline/codec.js";
+import { OfflineError } from "../offline/errors.js";
+import { errorCondition, itemsIq, parseItems, publishIq, retractIq } from "../offline/pep.js";
+import { acceptOfflineSession, createOfflineOptions, destroySecret, startOfflineSession, verifyOfflineOptions } from "../offline/session.js";
+import type { OfflineStore } from "../store/offline.js";
 
 export interface Established {
   readonly peer: FullJid;
@@ -39,6 +46,8 @@ export interface Established {
   readonly retainedSecretMatched: boolean;
   /** Whether the users ever confirmed a SAS with this peer (XEP-0116: remind until they do). */
   readonly sasConfirmedBefore: boolean;
+  /** XEP-0187: an offline session we started (sender) or accepted (receiver, receive-only). */
+  readonly offline?: "sender" | "receiver";
 }
 
 export type ClientEvent =
@@ -72,7 +81,33 @@ export type ClientEvent =
       readonly alert: "sas-never-confirmed" | "retained-secret-mismatch" | "disclosure";
     }
   /** A stanza that arrived outside any encrypted session (shown as unprotected). */
-  | { readonly type: "unprotected"; readonly peer: string; readonly stanza: Element };
+  | { readonly type: "unprotected"; readonly peer: string; readonly stanza: Element }
+  /**
+   * An encrypted stanza we could not decrypt (unknown session, used or expired offline
+   * options, bad MAC...). Never silent: `id` is the stanza's id, `replied` whether the
+   * sender was told (so that its client can resend).
+   */
+  | {
+      readonly type: "undecryptable";
+      readonly peer: string;
+      readonly id: string | undefined;
+      readonly thread: string | undefined;
+      readonly reason: string;
+      readonly replied: boolean;
+    }
+  /** A stanza we sent was not delivered decryptably (the peer said so); `willResend` if it is queued for the new session. */
+  | { readonly type: "undelivered"; readonly peer: string; readonly id: string; readonly willResend: boolean }
+  /** A stanza reported undelivered was sent again in a new session. */
+  | { readonly type: "resent"; readonly peer: FullJid; readonly id: string }
+  /** Automatic recovery after the peer lost our session (restart, crash, lost state). */
+  | {
+      readonly type: "recovery";
+      readonly peer: FullJid;
+      readonly state: "renegotiating" | "renegotiated" | "failed" | "gave-up";
+      readonly reason: "peer-lost-session";
+    }
+  /** XEP-0187: our published offline options were used, topped up, or expired. */
+  | { readonly type: "offline-options"; readonly published: number; readonly used: number; readonly expired: number };
 
 export interface Timers {
   set(fn: () => void, ms: number): unknown;
@@ -112,7 +147,48 @@ export interface SecureClientOptions {
    * is recorded; a session whose key is untrusted (changed, shared) or revoked is ended.
    */
   readonly trust?: TrustManager;
+  /** XEP-0187 offline ESessions (publishing one-time options, starting and accepting). */
+  readonly offline?: OfflineConfig;
+  /** How long an iq to the server may take (default 15,000 ms). */
+  readonly iqTimeoutMs?: number;
+  /** Session recovery after a peer lost its state (docs/offline-and-devices.md). */
+  readonly recovery?: RecoveryOptions;
 }
+
+export interface RecoveryOptions {
+  /** Renegotiate when a peer reports it cannot decrypt our stanzas (default true; at most 3 a minute). */
+  readonly renegotiate?: boolean;
+  /** Resend the stanzas it reported, in the new session (default false: the app decides). */
+  readonly resend?: boolean;
+  /** How many sent stanzas are kept in memory for reports and resends (default 500). */
+  readonly keep?: number;
+}
+
+export interface OfflineConfig {
+  /** Where our one-time option secrets and the replay set live. */
+  readonly store: OfflineStore;
+  /** How many one-time option sets to keep published (default 10). */
+  readonly count?: number;
+  /** Lifetime of each set (XEP-0187 7.2: "not too long after she expects to be online again"; default 7 days). */
+  readonly lifetimeMs?: number;
+  /** Who may fetch our options (XEP-0187 3.1; default "subscribers": presence access model). */
+  readonly audience?: Audience;
+  /**
+   * The publisher's keys we trust, to verify signed options (XEP-0187 3.2). Without it (or
+   * when it returns none) only unsigned options can be used, and only with `allowUnauthenticated`.
+   */
+  readonly peerKeys?: (peer: Jid) => Promise<readonly Element[]>;
+  /** Use unsigned options / accept senders without an identity key (default false). */
+  readonly allowUnauthenticated?: boolean;
+  /** Reply to an offline start we cannot accept with an error, so the sender can resend (default true). */
+  readonly replyOnFailure?: boolean;
+}
+
+export const DEFAULT_OFFLINE_COUNT = 10;
+export const DEFAULT_OFFLINE_LIFETIME_MS = 7 * 24 * 3600 * 1000;
+
+/** Our condition element in error replies for stanzas we could not decrypt. */
+export const NS_E2E_ERRORS = "urn:xmpp-e2e:errors:0";
 
 export const DEFAULT_RETAINED_SECRET_LIFETIME_MS = 365 * 24 * 3600 * 1000;
 
@@ -150,6 +226,15 @@ export class SecureClient {
   private outbound: Promise<void> = Promise.resolve();
   private closed = false;
   private readonly disco: DiscoResponder;
+  /** iq requests waiting for their result, by id. */
+  private readonly pendingIq = new Map<string, { readonly to: string; resolve(e: Element): void; reject(e: Error): void; handle: unknown }>();
+  /** Stanzas sent in sessions, by id, until evicted (for undelivered reports and resends). */
+  private readonly sentLog = new Map<string, { readonly peer: string; readonly stanza: Element }>();
+  private readonly resendQueue = new Map<string, Element[]>();
+  private readonly recovering = new Set<string>();
+  private readonly recoveries = new Map<string, number[]>();
+  /** Offline option items we already used as a sender (never twice, XEP-0187 6.1). */
+  private readonly usedOfflineItems = new Set<string>();
 
   constructor(private readonly o: SecureClientOptions) {
     this.crypto = o.crypto ?? nodeCrypto;
@@ -159,6 +244,8 @@ export class SecureClient {
     this.policy = { ...DEFAULT_POLICY, ...o.policy };
     this.disco = new DiscoResponder({ jid: o.connection.jid, crypto: this.crypto, capsNode: CAPS_NODE });
     this.unsubscribe = o.connection.onStanza((s) => {
+      // iq results are matched at once: a handler awaiting one must not wait behind itself.
+      if (this.matchIq(s)) return;
       this.inbound = this.inbound.then(() => this.onInbound(s)).catch(() => undefined);
     });
   }
@@ -213,8 +300,101 @@ export class SecureClient {
   async send(peer: string, stanza: Element): Promise<void> {
     const s = this.sessions.get(peer);
     if (!s) throw new ESessionError("not-protected", "no encrypted session with this peer");
-    s.send(stanza);
+    // Every protected stanza carries an id, so that a peer that cannot decrypt it can name
+    // it in its error and we can report (and, if asked, resend) exactly that stanza.
+    let out = stanza;
+    if (stanza.attrs.id === undefined) {
+      out = deepClone(stanza);
+      out.attrs.id = this.newId();
+    }
+    s.send(out);
+    this.remember(peer, out);
     await this.pump(s);
+  }
+
+  // ---- recovery ---------------------------------------------------------------------------
+
+  /** Keeps what we sent (in memory only) until the peer can no longer report it undecryptable. */
+  private remember(peer: string, stanza: Element): void {
+    const id = String(stanza.attrs.id);
+    this.sentLog.set(id, { peer, stanza: deepClone(stanza) });
+    const keep = this.o.recovery?.keep ?? 500;
+    while (this.sentLog.size > keep) {
+      const first = this.sentLog.keys().next().value;
+      if (first === undefined) break;
+      this.sentLog.delete(first);
+    }
+  }
+
+  /**
+   * An error reply from a peer (RFC 6120 8.3). If it names a stanza we sent in a session,
+   * that stanza was not delivered: the user is told; when the peer said it could not decrypt
+   * it (it lost our session: restart, crash), a new session is negotiated and, if the app
+   * opted in, the undelivered stanzas are sent again in it, in their original order.
+   */
+  private async onPeerError(stanza: Element, from: string): Promise<void> {
+    const id = typeof stanza.attrs.id === "string" ? stanza.attrs.id : undefined;
+    const entry = id === undefined ? undefined : this.sentLog.get(id);
+    const lost = stanza.getChild("error")?.getChild("undecryptable", NS_E2E_ERRORS) !== undefined;
+    const peer = safeFullJid(from);
+    if (!entry || id === undefined) {
+      if (lost && peer) this.recover(peer, "peer-lost-session");
+      return;
+    }
+    if (entry.peer !== from && bareJid(parseJid(entry.peer)) !== bareJid(parseJid(from))) return;
+    this.sentLog.delete(id);
+    const resend = lost && peer !== undefined && (this.o.recovery?.resend ?? false);
+    // A stanza is resent to the device that reported it (an offline session's bare JID
+    // becomes the full JID that is now online).
+    if (resend && peer) {
+      const q = this.resendQueue.get(peer) ?? [];
+      q.push(entry.stanza);
+      this.resendQueue.set(peer, q);
+    }
+    this.emit({ type: "undelivered", peer: entry.peer, id, willResend: resend });
+    if (lost && peer) this.recover(peer, "peer-lost-session");
+  }
+
+  /** Renegotiates with `peer` in the background (bounded: a few attempts a minute). */
+  private recover(peer: FullJid, reason: "peer-lost-session"): void {
+    if (this.closed || (this.o.recovery?.renegotiate ?? true) === false) return;
+    const existing = this.sessions.get(peer);
+    if (existing?.isActive) {
+      void this.flushResend(peer);
+      return;
+    }
+    if (existing || this.recovering.has(peer)) return;
+    const now = this.clock.now();
+    const recent = (this.recoveries.get(peer) ?? []).filter((t) => now - t < 60_000);
+    if (recent.length >= 3) {
+      this.emit({ type: "recovery", peer, state: "gave-up", reason });
+      return;
+    }
+    recent.push(now);
+    this.recoveries.set(peer, recent);
+    this.recovering.add(peer);
+    this.emit({ type: "recovery", peer, state: "renegotiating", reason });
+    void this.startSession(peer)
+      .then(async () => {
+        this.emit({ type: "recovery", peer, state: "renegotiated", reason });
+        await this.flushResend(peer);
+      })
+      .catch(() => this.emit({ type: "recovery", peer, state: "failed", reason }))
+      .finally(() => this.recovering.delete(peer));
+  }
+
+  private async flushResend(peer: FullJid): Promise<void> {
+    const q = this.resendQueue.get(peer);
+    if (!q?.length) return;
+    this.resendQueue.delete(peer);
+    for (const st of q) {
+      try {
+        await this.send(peer, st);
+        this.emit({ type: "resent", peer, id: String(st.attrs.id) });
+      } catch {
+        this.emit({ type: "undelivered", peer, id: String(st.attrs.id), willResend: false });
+      }
+    }
   }
 
   sendMessage(peer: string, body: string): Promise<void> {
@@ -264,6 +444,219 @@ export class SecureClient {
     if (latest) await this.o.store.markChainVerified(latest.id);
   }
 
+  // ---- XEP-0187 offline ESessions ------------------------------------------------------
+
+  private offlineConfig(): OfflineConfig {
+    const c = this.o.offline;
+    if (!c) throw new OfflineError("no-options", "offline sessions are not configured");
+    return c;
+  }
+
+  /**
+   * Publisher: destroys expired and retracts them, then tops our one-time offline options up
+   * to `count` (XEP-0187 3.1). Call it before going offline and whenever sets were used
+   * (done automatically after each accepted offline session). Returns how many were published.
+   */
+  async publishOfflineOptions(): Promise<number> {
+    const c = this.offlineConfig();
+    const account = bareJid(this.jid);
+    const node = nodeFor(c.audience ?? "subscribers");
+    const expired = await c.store.expire(account, this.clock.now());
+    for (const id of expired) await this.iq(retractIq(this.newId(), node, id)).catch(() => undefined);
+    const held = await c.store.list(account);
+    const count = c.count ?? DEFAULT_OFFLINE_COUNT;
+    let published = 0;
+    for (let i = held.length; i < count; i++) {
+      const { x, secret } = createOfflineOptions({
+        crypto: this.crypto,
+        random: this.random,
+        clock: this.clock,
+        policy: this.policy,
+        lifetimeMs: c.lifetimeMs ?? DEFAULT_OFFLINE_LIFETIME_MS,
+        ...(this.o.identity ? { identity: this.o.identity } : {}),
+      });
+      // Stored before it is published: a sender can never use a set we did not keep.
+      await c.store.put(account, secret);
+      destroySecret(secret);
+      await this.iq(
+        publishIq(this.newId(), node, secret.id, x, {
+          accessModel: (c.audience ?? "subscribers") === "subscribers" ? "presence" : "open",
+          maxItems: Math.max(count * 2, 16),
+          quiet: true,
+        }),
+      );
+      published++;
+    }
+    if (published || expired.length) this.emit({ type: "offline-options", published, used: 0, expired: expired.length });
+    return published;
+  }
+
+  /**
+   * Sender: fetches `peer`'s offline options (XEP-0187 3.2: the subscribers' node first, then
+   * the one for everyone), verifies their signature with a key we trust, picks a set we have
+   * not used and starts an offline ESession (3.3). Then send()/sendMessage() to `peer` (the
+   * bare JID, or bare/match_resource as returned in `peer`) go out encrypted and are kept by
+   * the peer's server until it is back.
+   */
+  async startOfflineSession(peerJid: string): Promise<Established> {
+    const c = this.offlineConfig();
+    const owner = bareJid(parseJid(peerJid));
+    const existing = this.sessions.get(owner);
+    // XEP-0187 2: "Bob MUST NOT initiate a new ESession with Alice if he already has one".
+    if (existing?.isActive) throw new ESessionError("unexpected-request", "a session with this peer is already active");
+    const keys = c.peerKeys ? await c.peerKeys(owner) : [];
+    let lastError: OfflineError = new OfflineError("no-options", "the peer has published no offline options");
+    for (const node of [NODE_SUBSCRIBERS, NODE_EVERYONE]) {
+      let items: ReturnType<typeof parseItems>;
+      try {
+        items = parseItems(await this.iq(itemsIq(this.newId(), owner, node)));
+      } catch {
+        continue;
+      }
+      // A random unused set: concurrent senders rarely pick the same one-time values.
+      const candidates = items.filter((i) => i.payload && !this.usedOfflineItems.has(`${owner}/${i.id}`));
+      for (let n = candidates.length; n > 0; n--) {
+        const j = (this.random.bytes(1)[0] ?? 0) % n;
+        const item = candidates.splice(j, 1)[0];
+        if (!item?.payload) continue;
+        try {
+          const options = parseOfflineOptions(item.payload);
+          if (toHex(options.myNonce) !== item.id) throw new OfflineError("bad-options", "item id does not name the options");
+          const publisherKey = verifyOfflineOptions(options, keys, this.o.verifier, c.allowUnauthenticated ?? false, this.crypto);
+          const to = (options.matchResource !== undefined ? `${owner}/${options.matchResource}` : owner) as FullJid;
+          const s = startOfflineSession({
+            crypto: this.crypto,
+            random: this.random,
+            clock: this.clock,
+            local: this.jid,
+            peer: to,
+            thread: newThreadId(this.random),
+            options,
+            policy: this.policy,
+            ...(publisherKey ? { publisherKey } : {}),
+            ...(this.o.identity ? { identity: this.o.identity } : {}),
+            ...(this.o.verifier ? { verifier: this.o.verifier } : {}),
+          });
+          this.usedOfflineItems.add(`${owner}/${item.id}`);
+          this.sessions.set(to, s);
+          const done = new Promise<Established>((resolve, reject) => this.waiters.set(s, { resolve, reject }));
+          await this.pump(s);
+          return await done;
+        } catch (e) {
+          if (!(e instanceof OfflineError)) throw e;
+          lastError = e;
+        }
+      }
+    }
+    throw lastError;
+  }
+
+  /** Publisher, back online: accepts an offline start (XEP-0187 3.4) and decrypts its content. */
+  private async acceptOffline(stanza: Element, from: string, thread: string | undefined, x: Element): Promise<void> {
+    const c = this.o.offline;
+    const peer = safeFullJid(from);
+    const id = typeof stanza.attrs.id === "string" ? stanza.attrs.id : undefined;
+    const refuse = (reason: string): void => {
+      const reply = (c?.replyOnFailure ?? true) && peer !== undefined;
+      if (reply) this.queueSend(this.undecryptableReply(stanza, from, thread));
+      this.emit({ type: "undecryptable", peer: from, id, thread, reason, replied: reply });
+    };
+    if (!c || !peer || !thread) return refuse("offline sessions are not configured");
+    const account = bareJid(this.jid);
+    let secret;
+    let init;
+    try {
+      init = parseOfflineInit(x);
+      secret = await c.store.take(account, toHex(init.response.nonce));
+      if (!secret) throw new OfflineError("unknown-options", "the options were used or never ours");
+      // XEP-0187 6.1: refuse a d or N_B seen before (the one-time set makes this belt and braces).
+      const fresh = await Promise.all([
+        c.store.markSeen(account, `d:${toHex(this.crypto.hash("sha256", init.response.dhkeys))}`, this.clock.now()),
+        c.store.markSeen(account, `n:${toHex(init.response.myNonce)}`, this.clock.now()),
+      ]);
+      if (!fresh.every(Boolean)) throw new OfflineError("replayed", "d or my_nonce seen before");
+      const s = acceptOfflineSession({
+        crypto: this.crypto,
+        random: this.random,
+        clock: this.clock,
+        local: this.jid,
+        peer,
+        thread: thread as ThreadId,
+        init,
+        secret,
+        policy: this.policy,
+        ...(this.o.verifier ? { verifier: this.o.verifier } : {}),
+        allowUnauthenticated: c.allowUnauthenticated ?? false,
+      });
+      const old = this.sessions.get(peer);
+      if (old?.isActive) old.terminate();
+      if (old) await this.pump(old);
+      this.sessions.set(peer, s);
+      await this.pump(s);
+      s.handleStanza(stanza);
+      await this.pump(s);
+    } catch (e) {
+      if (!(e instanceof OfflineError) && !(e instanceof ESessionError)) throw e;
+      refuse(e.condition);
+    } finally {
+      if (secret) destroySecret(secret);
+    }
+    if (secret) {
+      // One-time: the used set leaves PEP and a fresh one replaces it.
+      const node = nodeFor(c.audience ?? "subscribers");
+      void this.iq(retractIq(this.newId(), node, secret.id))
+        .catch(() => undefined)
+        .then(() => this.publishOfflineOptions())
+        .then((published) => this.emit({ type: "offline-options", published, used: 1, expired: 0 }))
+        .catch(() => undefined);
+    }
+  }
+
+  /** The error that tells a sender's client its stanza could not be decrypted (it may resend). */
+  private undecryptableReply(stanza: Element, to: string, thread: string | undefined): Element {
+    const e = el("error", { type: "cancel" }, el("not-acceptable", { xmlns: NS.stanzas }), el("undecryptable", { xmlns: NS_E2E_ERRORS }));
+    return el("message", { to, type: "error", id: stanza.attrs.id }, thread !== undefined && el("thread", {}, thread), e);
+  }
+
+  // ---- iq plumbing ----------------------------------------------------------------------
+
+  private newId(): string {
+    return `e2e-${toHex(this.random.bytes(8))}`;
+  }
+
+  /** Sends an iq and resolves with its result (rejects with OfflineError("server") on error/timeout). */
+  private iq(request: Element): Promise<Element> {
+    const id = String(request.attrs.id);
+    const to = typeof request.attrs.to === "string" ? request.attrs.to : bareJid(this.jid);
+    return new Promise((resolve, reject) => {
+      const handle = this.timers.set(() => {
+        this.pendingIq.delete(id);
+        reject(new OfflineError("server", "the server did not answer in time"));
+      }, this.o.iqTimeoutMs ?? 15_000);
+      this.pendingIq.set(id, { to, resolve, reject, handle });
+      this.o.connection.send(request).catch(() => {
+        this.pendingIq.delete(id);
+        this.timers.clear(handle);
+        reject(new OfflineError("server", "could not send"));
+      });
+    });
+  }
+
+  private matchIq(s: Element): boolean {
+    if (s.name !== "iq" || (s.attrs.type !== "result" && s.attrs.type !== "error")) return false;
+    const id = String(s.attrs.id ?? "");
+    const w = this.pendingIq.get(id);
+    if (!w) return false;
+    // Only the entity we asked may answer (our own account may answer without 'from').
+    const from = typeof s.attrs.from === "string" ? s.attrs.from : bareJid(this.jid);
+    if (from !== w.to && !(w.to === bareJid(this.jid) && from === this.jid)) return false;
+    this.pendingIq.delete(id);
+    this.timers.clear(w.handle);
+    if (s.attrs.type === "result") w.resolve(s);
+    else w.reject(new OfflineError("server", errorCondition(s) ?? "error"));
+    return true;
+  }
+
   /** Terminates every session (XEP-0217: "MUST terminate all open ESessions before they go offline"). */
   async close(): Promise<void> {
     if (this.closed) return;
@@ -289,10 +682,23 @@ export class SecureClient {
     const thread = stanza.getChildText("thread") ?? undefined;
     const s = this.sessions.get(from);
     const sessionStanza = thread === undefined && stanza.name !== "message" && stanza.getChild("c", NS.c) !== undefined;
+    if (stanza.name === "message" && stanza.attrs.type !== "error" && (!s || thread !== s.thread)) {
+      const offlineInit = offlineInitOf(stanza);
+      if (offlineInit) {
+        await this.acceptOffline(stanza, from, thread, offlineInit);
+        return;
+      }
+    }
+    if (stanza.name === "presence") await this.peerPresence(stanza, from);
     if (s && (thread === s.thread || sessionStanza)) {
       s.handleStanza(stanza);
       await this.pump(s);
+      if (stanza.attrs.type === "error") await this.onPeerError(stanza, from);
       return;
+    }
+    if (stanza.attrs.type === "error" && stanza.name === "message" && (thread !== undefined || this.sentLog.has(String(stanza.attrs.id ?? "")))) {
+      await this.onPeerError(stanza, from);
+      if (thread !== undefined) return;
     }
     if (stanza.name === "message" && isESessionRequest(stanza)) {
       await this.answer(stanza, from, thread);
@@ -302,6 +708,12 @@ export class SecureClient {
     if (stanza.getChild("c", NS.c) && stanza.attrs.type !== "error") {
       const peer = safeFullJid(from);
       if (peer) this.emit({ type: "failed", peer, error: new ESessionError("unexpected-request", "encrypted stanza for an unknown session") });
+      // Never silent: the user is told, and the sender's client learns which stanza we could
+      // not decrypt so that it can renegotiate and resend (we lost the session: restart, crash).
+      const id = typeof stanza.attrs.id === "string" ? stanza.attrs.id : undefined;
+      const reply = peer !== undefined && stanza.name === "message";
+      if (reply) this.queueSend(this.undecryptableReply(stanza, from, thread));
+      this.emit({ type: "undecryptable", peer: from, id, thread, reason: "unknown-session", replied: reply });
       return;
     }
     this.emit({ type: "unprotected", peer: from, stanza });
@@ -309,6 +721,18 @@ export class SecureClient {
     // serve unless the application said so.
     if (stanza.name === "iq" && (stanza.attrs.type === "get" || stanza.attrs.type === "set") && !this.o.handlesUnprotectedIq) {
       this.queueSend(errorReply(stanza, "service-unavailable", "cancel", { to: from }));
+    }
+  }
+
+  /** XEP-0187 5: "If Bob notices that Alice comes online during his offline ESession with her then he MUST terminate the ESession immediately." */
+  private async peerPresence(stanza: Element, from: string): Promise<void> {
+    if (stanza.attrs.type !== undefined || !from.includes("/")) return;
+    const owner = bareJid(from as Jid);
+    for (const [key, s] of [...this.sessions]) {
+      if (s.offlineRole === "sender" && bareJid(key as Jid) === owner && s.isActive) {
+        s.terminate();
+        await this.pump(s);
+      }
     }
   }
 
@@ -406,6 +830,7 @@ export class SecureClient {
           ...(e.peerKey ? { peerKey: e.peerKey } : {}),
           retainedSecretMatched: e.retainedSecretMatched,
           sasConfirmedBefore: sasState.confirmed,
+          ...(e.offline ? { offline: e.offline } : {}),
         };
         this.emit({ type: "established", ...info });
         const verdict = this.o.trust ? await this.judge(peer, e.peerKey) : undefined;

@@ -196,11 +196,39 @@ export type ESessionEvent =
       /** The new retained secret to store, replacing `replaces` (4-message only; the old MUST be destroyed). */
       readonly newRetainedSecret?: Uint8Array;
       readonly replaces?: string;
+      /** XEP-0187: this session was started offline (sender) or accepted from an offline start (receiver). */
+      readonly offline?: OfflineRole;
     }
   | { readonly type: "stanza"; readonly stanza: Element; readonly unauthenticated: readonly Element[] }
   | { readonly type: "rekeyed"; readonly by: "us" | "peer" }
   | { readonly type: "terminated"; readonly by: "us" | "peer"; readonly acknowledged: boolean }
   | { readonly type: "failed"; readonly error: ESessionError };
+
+/** Which side of an XEP-0187 offline ESession we are. */
+export type OfflineRole = "sender" | "receiver";
+
+/**
+ * What src/offline computed for an XEP-0187 offline ESession: the 3-message key schedule
+ * with the publisher as the initiator (Alice, offline) and the sender as the responder
+ * (Bob, online). The session starts active.
+ */
+export interface OfflineActivation {
+  readonly role: OfflineRole;
+  readonly suite: Suite;
+  readonly keys: SessionKeys;
+  /** C_A (the publisher's counter, never used to send: XEP-0187 section 4). */
+  readonly counterA: BlockCounter;
+  /** C_B advanced past Bob's identity blocks. */
+  readonly counterB: BlockCounter;
+  readonly myPrivate: Uint8Array;
+  readonly peerPublic: Uint8Array;
+  readonly options: NegotiatedOptions;
+  readonly initPubkey: PubkeyMethod;
+  readonly respPubkey: PubkeyMethod;
+  readonly peerKey?: PeerKey;
+  /** Sender: the `<init/>` element that goes out next to the first `<c/>` (XEP-0187 3.3). */
+  readonly init?: Element;
+}
 
 interface DhPair {
   readonly group: DhGroupId;
@@ -280,6 +308,9 @@ export class ESession {
   private readonly out = new Outbox<ESessionEvent>();
   private profile: Profile;
   private readonly policy: Policy;
+  /** XEP-0187: set for offline sessions; `init` until the first stanza carried it. */
+  private offline: { readonly role: OfflineRole; init: Element | undefined } | undefined;
+  private handlingId: string | undefined;
 
   private constructor(
     private readonly p: SessionParams,
@@ -299,6 +330,39 @@ export class ESession {
   /** Bob: answers a received ESession request (message 2), or queues the spec's error. */
   static respond(p: SessionParams, request: Element): ESession {
     return new ESession(p, (s) => s.answerRequest(request));
+  }
+
+  /**
+   * An XEP-0187 offline ESession, already established (src/offline did the key exchange).
+   * The receiver's session decrypts only: "Alice MUST NOT send encrypted content within an
+   * offline ESession started by Bob" (XEP-0187 section 4).
+   */
+  static fromOffline(p: SessionParams, a: OfflineActivation): ESession {
+    return new ESession(p, (s) => {
+      s.offline = { role: a.role, init: a.init };
+      s.activate(
+        {
+          suite: a.suite,
+          messages: 3,
+          initPubkey: a.initPubkey,
+          respPubkey: a.respPubkey,
+          options: a.options,
+        },
+        a.keys,
+        a.role === "sender" ? "responder" : "initiator",
+        a.counterA,
+        a.counterB,
+        a.myPrivate,
+        a.peerPublic,
+        { peerKey: a.peerKey },
+      );
+      return s.state;
+    });
+  }
+
+  /** The offline role, for XEP-0187 sessions. */
+  get offlineRole(): OfflineRole | undefined {
+    return this.offline?.role;
   }
 
   get thread(): ThreadId {
@@ -379,8 +443,16 @@ export class ESession {
   send(stanza: Element): void {
     const s = this.state;
     if (s.kind !== "active") throw new ESessionError("not-protected", `session is ${s.kind}`);
+    if (this.offline?.role === "receiver") throw new ESessionError("not-protected", "an offline session we accepted is receive-only");
     const before = s.channel.stats.rekeysInitiated;
-    this.out.send(s.channel.encrypt(stanza, { to: this.p.peer, thread: this.p.thread }));
+    const out = s.channel.encrypt(stanza, { to: this.p.peer, thread: this.p.thread });
+    if (this.offline?.init) {
+      // XEP-0187 3.3: the <init/> form travels in the clear next to the first <c/>.
+      out.children.unshift(this.offline.init);
+      this.offline.init.parent = out;
+      this.offline.init = undefined;
+    }
+    this.out.send(out);
     if (s.channel.stats.rekeysInitiated > before) this.out.emit({ type: "rekeyed", by: "us" });
   }
 
@@ -388,6 +460,7 @@ export class ESession {
   rekey(): void {
     const s = this.state;
     if (s.kind !== "active") throw new ESessionError("not-protected", `session is ${s.kind}`);
+    if (this.offline) throw new ESessionError("rekey-limit", "offline sessions are not re-keyed");
     if (!s.channel.canRekey()) throw new ESessionError("rekey-limit", "rekey_freq does not allow a re-key yet");
     s.channel.requestRekey();
     this.out.send(s.channel.emptyStanza(this.p.peer, this.p.thread));
@@ -399,6 +472,14 @@ export class ESession {
     const s = this.state;
     switch (s.kind) {
       case "active": {
+        if (this.offline) {
+          // XEP-0187 5: the receiver "SHOULD NOT send a termination stanza back"; a sender
+          // that never sent anything has nothing to end on the peer's side.
+          if (this.offline.role === "sender" && this.offline.init === undefined)
+            this.out.send(s.channel.encrypt(this.terminationStanza(false)));
+          this.finish("us", false);
+          return;
+        }
         if (this.profile.termination === "clear") {
           this.out.send(this.clearTerminate(false));
           this.finish("us", false);
@@ -425,6 +506,9 @@ export class ESession {
 
   /** Feeds a stanza of this session's thread received from the peer. Never throws. */
   handleStanza(stanza: Element): void {
+    // The id of the stanza being handled goes into any error we answer it with, so that the
+    // sender's client can tell which stanza was not delivered (docs/offline-and-devices.md).
+    this.handlingId = typeof stanza.attrs.id === "string" ? stanza.attrs.id : undefined;
     try {
       this.dispatch(stanza);
     } catch (e) {
@@ -1103,7 +1187,7 @@ export class ESession {
       rekeyFreq: choice.options.rekeyFreq,
       stanzas: new Set(choice.options.stanzas),
       ...(this.policy.blockLimit !== undefined ? { blockLimit: this.policy.blockLimit } : {}),
-      ...(this.policy.autoRekeyEvery !== undefined ? { autoRekeyEvery: this.policy.autoRekeyEvery } : {}),
+      ...(this.policy.autoRekeyEvery !== undefined && !this.offline ? { autoRekeyEvery: this.policy.autoRekeyEvery } : {}),
       ...(this.policy.exponentBytes !== undefined ? { exponentBytes: this.policy.exponentBytes } : {}),
     });
     this.state = { kind: "active", channel, options: choice.options };
@@ -1118,6 +1202,7 @@ export class ESession {
       ...(result.retained ? { newRetainedSecret: result.retained } : {}),
       ...(result.srs ? { replaces: result.srs.id } : {}),
       ...(result.peerKey ? { peerKey: result.peerKey } : {}),
+      ...(this.offline ? { offline: this.offline.role } : {}),
     });
   }
 
@@ -1145,6 +1230,10 @@ export class ESession {
     if (r.value.peerRekeyed) this.out.emit({ type: "rekeyed", by: "peer" });
     const kids = r.value.stanza.children.filter((c): c is Element => typeof c !== "string");
     const t = isTermination(kids);
+    if (t.terminate && this.offline) {
+      this.finish("peer", false);
+      return;
+    }
     if (t.terminate) {
       if (t.ack) {
         if (s.kind === "awaiting-terminate-ack") this.finish("us", true);
@@ -1161,7 +1250,10 @@ export class ESession {
       return;
     }
     const hasContent = kids.some((k) => k.name !== "thread");
-    if (hasContent) this.out.emit({ type: "stanza", stanza: r.value.stanza, unauthenticated: r.value.unauthenticated });
+    const unauthenticated = this.offline
+      ? r.value.unauthenticated.filter((u) => !(u.name === "init" && u.getNS() === NS.esessionInit))
+      : r.value.unauthenticated;
+    if (hasContent) this.out.emit({ type: "stanza", stanza: r.value.stanza, unauthenticated });
   }
 
   // ---- helpers ----------------------------------------------------------------------
@@ -1188,7 +1280,7 @@ export class ESession {
     if (s.kind === "terminated") return;
     if (notifyPeer) {
       const e = el("error", { type: "cancel" }, el(error.stanzaCondition, { xmlns: NS.stanzas }));
-      this.out.send(el("message", { to: this.p.peer, type: "error" }, el("thread", {}, this.p.thread), e));
+      this.out.send(el("message", { to: this.p.peer, type: "error", id: this.handlingId }, el("thread", {}, this.p.thread), e));
     }
     this.destroy();
     this.out.emit({ type: "failed", error });

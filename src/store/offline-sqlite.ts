@@ -1,0 +1,149 @@
+/**
+ * SQLite {@link OfflineStore}: one file (better-sqlite3), created 0600 (directory 0700),
+ * WAL mode, `secure_delete` on and a WAL checkpoint after each deletion, so that a used or
+ * expired offline private value does not linger on disk (XEP-0187 v0.5 section 7.4: "It is
+ * really hard to securely erase something from a disk"; section 3.4 "destroy in a secure
+ * way"). `take` is one DELETE ... RETURNING: a set is handed out at most once.
+ * Errors are StoreError without the driver's message.
+ */
+import { chmodSync, existsSync, mkdirSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import Database from "better-sqlite3";
+import { fromBase64, toBase64 } from "../core/bytes.js";
+import type { Jid } from "../core/types.js";
+import { isDhGroup } from "../crypto/provider.js";
+import type { OfflineStore, StoredOfflineSecret } from "./offline.js";
+import { StoreError } from "./types.js";
+
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS offline_secrets (
+    account    TEXT    NOT NULL,
+    id         TEXT    NOT NULL,
+    body       TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (account, id)
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS offline_seen (
+    account TEXT    NOT NULL,
+    k       TEXT    NOT NULL,
+    seen_at INTEGER NOT NULL,
+    PRIMARY KEY (account, k)
+  ) WITHOUT ROWID;
+`;
+
+function wrap(op: string, e: unknown): StoreError {
+  const code = e instanceof Error && "code" in e && typeof e.code === "string" ? e.code : undefined;
+  return new StoreError(code !== undefined && /^SQLITE_(CORRUPT|NOTADB)/.test(code) ? "corrupt" : "io", `${op} failed`, code);
+}
+
+interface Body {
+  nonce: string;
+  pairs: { group: string; x: string }[];
+  createdAt: number;
+  expiresAt: number;
+  stanzas: string[];
+  logging: string[];
+}
+
+function encode(s: StoredOfflineSecret): string {
+  const b: Body = {
+    nonce: toBase64(s.nonce),
+    pairs: s.pairs.map((p) => ({ group: String(p.group), x: toBase64(p.x) })),
+    createdAt: s.createdAt,
+    expiresAt: s.expiresAt,
+    stanzas: [...s.stanzas],
+    logging: [...s.logging],
+  };
+  return JSON.stringify(b);
+}
+
+function decode(id: string, text: string): StoredOfflineSecret {
+  const b = JSON.parse(text) as Body;
+  const nonce = fromBase64(b.nonce);
+  if (!nonce) throw new StoreError("corrupt", "offline secret");
+  return {
+    id,
+    nonce,
+    pairs: b.pairs.map((p) => {
+      const group = isDhGroup(p.group);
+      const x = fromBase64(p.x);
+      if (group === undefined || !x) throw new StoreError("corrupt", "offline secret");
+      return { group, x };
+    }),
+    createdAt: b.createdAt,
+    expiresAt: b.expiresAt,
+    stanzas: b.stanzas,
+    logging: b.logging,
+  };
+}
+
+export function openSqliteOfflineStore(path: string): OfflineStore {
+  const file = path === ":memory:" ? path : resolve(path);
+  let db: Database.Database;
+  try {
+    if (file !== ":memory:") {
+      const dir = dirname(file);
+      if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+    }
+    db = new Database(file, { timeout: 5000 });
+    if (file !== ":memory:") chmodSync(file, 0o600);
+    db.pragma("journal_mode = WAL");
+    db.pragma("secure_delete = ON");
+    db.exec(SCHEMA);
+  } catch (e) {
+    throw wrap("open offline store", e);
+  }
+  const put = db.prepare("INSERT OR REPLACE INTO offline_secrets (account, id, body, expires_at) VALUES (?, ?, ?, ?)");
+  const list = db.prepare("SELECT id, expires_at FROM offline_secrets WHERE account = ?");
+  const take = db.prepare("DELETE FROM offline_secrets WHERE account = ? AND id = ? RETURNING body");
+  const seen = db.prepare("INSERT OR IGNORE INTO offline_seen (account, k, seen_at) VALUES (?, ?, ?)");
+  const expire = db.prepare("DELETE FROM offline_secrets WHERE account = ? AND expires_at <= ? RETURNING id");
+  const checkpoint = (): void => {
+    if (file !== ":memory:") db.pragma("wal_checkpoint(TRUNCATE)");
+  };
+  return {
+    async put(account: Jid, s: StoredOfflineSecret): Promise<void> {
+      try {
+        put.run(account, s.id, encode(s), s.expiresAt);
+      } catch (e) {
+        throw wrap("put", e);
+      }
+    },
+    async list(account: Jid) {
+      try {
+        return (list.all(account) as { id: string; expires_at: number }[]).map((r) => ({ id: r.id, expiresAt: r.expires_at }));
+      } catch (e) {
+        throw wrap("list", e);
+      }
+    },
+    async take(account: Jid, id: string) {
+      let row: { body: string } | undefined;
+      try {
+        row = take.get(account, id) as { body: string } | undefined;
+        checkpoint();
+      } catch (e) {
+        throw wrap("take", e);
+      }
+      return row ? decode(id, row.body) : undefined;
+    },
+    async markSeen(account: Jid, key: string, now: number) {
+      try {
+        return seen.run(account, key, now).changes === 1;
+      } catch (e) {
+        throw wrap("markSeen", e);
+      }
+    },
+    async expire(account: Jid, now: number) {
+      try {
+        const ids = (expire.all(account, now) as { id: string }[]).map((r) => r.id);
+        if (ids.length) checkpoint();
+        return ids;
+      } catch (e) {
+        throw wrap("expire", e);
+      }
+    },
+    async close() {
+      db.close();
+    },
+  };
+}
