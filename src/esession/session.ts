@@ -108,6 +108,13 @@ export interface Policy {
   readonly versions?: readonly string[];
   /** Initiator: 4-message SIGMA-R with hash commitment (default) or 3-message SIGMA-I. */
   readonly messages?: 3 | 4;
+  /**
+   * Add XEP-0280 `<private/>` + XEP-0334 `<no-copy/>` (and `<no-permanent-store/>` when
+   * logging is 'mustnot') in the clear next to `<c/>` on messages, so that a server with
+   * carbons never copies them to a device that cannot decrypt them (default false: only
+   * routing data stays in the clear, XEP-0210 3.1).
+   */
+  readonly hints?: boolean;
   /** Responder: accept 3-message requests (XEP-0116 4.2; default true). */
   readonly allowThreeMessage?: boolean;
   /** Identification methods we can provide (default: key, hash, none with an identity; else none). */
@@ -301,6 +308,8 @@ interface Choice {
 }
 
 const TERMINATE_ACK_TIMEOUT_MS = 30_000;
+/** XEP-0280 v1.0 section 7: excluding a message from carbons. */
+export const NS_CARBONS = "urn:xmpp:carbons:2";
 const MAX_REKEY_FREQ = 2 ** 32 - 1;
 
 export class ESession {
@@ -446,6 +455,15 @@ export class ESession {
     if (this.offline?.role === "receiver") throw new ESessionError("not-protected", "an offline session we accepted is receive-only");
     const before = s.channel.stats.rekeysInitiated;
     const out = s.channel.encrypt(stanza, { to: this.p.peer, thread: this.p.thread });
+    if (out.name === "message" && this.policy.hints === true) {
+      // XEP-0280 section 7 / XEP-0334: a copy for another resource could not be decrypted
+      // there (the keys are this device pair's), so no carbon copy, no copy at all; and when
+      // the negotiated logging is 'mustnot', no permanent store (archives), while temporary
+      // offline storage (XEP-0160) stays allowed so that offline peers still get it.
+      out.cnode(el("private", { xmlns: NS_CARBONS }));
+      out.cnode(el("no-copy", { xmlns: NS.hints }));
+      if (s.options.logging === "mustnot") out.cnode(el("no-permanent-store", { xmlns: NS.hints }));
+    }
     if (this.offline?.init) {
       // XEP-0187 3.3: the <init/> form travels in the clear next to the first <c/>.
       out.children.unshift(this.offline.init);
@@ -1250,9 +1268,11 @@ export class ESession {
       return;
     }
     const hasContent = kids.some((k) => k.name !== "thread");
-    const unauthenticated = this.offline
-      ? r.value.unauthenticated.filter((u) => !(u.name === "init" && u.getNS() === NS.esessionInit))
-      : r.value.unauthenticated;
+    // Processing hints and the carbons opt-out we add ourselves are for servers; the offline
+    // <init/> was checked when the session was accepted. Anything else stays reported.
+    const unauthenticated = r.value.unauthenticated.filter(
+      (u) => !((u.name === "init" && u.getNS() === NS.esessionInit && this.offline) || u.getNS() === NS.hints || (u.name === "private" && u.getNS() === NS_CARBONS)),
+    );
     if (hasContent) this.out.emit({ type: "stanza", stanza: r.value.stanza, unauthenticated });
   }
 

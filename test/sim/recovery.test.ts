@@ -106,3 +106,32 @@ test("without resend: the app is told which stanzas were undelivered and the ses
   await settle();
   assert.deepEqual(alice.bodies(), ["after"]);
 });
+
+test("hints (opt-in): carbons-private, no-copy and, with logging 'mustnot', no-permanent-store travel in the clear and are not reported as unauthenticated", async () => {
+  const board = new Switchboard();
+  const clock = new VirtualClock();
+  const timers = new VirtualTimers(clock);
+  const aliceJid = parseFullJid("alice@example.org/pda");
+  const bobJid = parseFullJid("bob@example.com/laptop");
+  const alice = client(board, aliceJid, "h-a", clock, timers, { policy: { hints: true, logging: ["mustnot"] } });
+  const bob = client(board, bobJid, "h-b", clock, timers);
+  const relayed: string[] = [];
+  board.tap((r) => relayed.push(r.text));
+  const settle = async () => {
+    for (let i = 0; i < 40; i++) {
+      await board.idle();
+      await alice.c.settled();
+      await bob.c.settled();
+      await new Promise((r) => setImmediate(r));
+    }
+  };
+  const est = alice.c.startSession(bobJid);
+  await settle();
+  await est;
+  await alice.c.sendMessage(bobJid, "hinted");
+  await settle();
+  const msg = relayed.find((t) => t.includes("xep-0200.html#ns") && t.includes("no-copy"));
+  assert.ok(msg && msg.includes("urn:xmpp:carbons:2") && msg.includes("no-permanent-store"));
+  const m = bob.events.find((e) => e.type === "message");
+  assert.ok(m && m.type === "message" && m.body === "hinted" && m.unauthenticated.length === 0);
+});
