@@ -29,7 +29,7 @@ import { bareJid, type Clock, type FullJid, type Random } from "../core/types.js
 import { toHex } from "../core/bytes.js";
 import { systemClock, systemRandom } from "../crypto/node.js";
 import { attrOf, type StanzaConnection } from "../adapters/connection.js";
-import type { Element } from "../xml/index.js";
+import { el, type Element } from "../xml/index.js";
 import { IbbEndpoint, type IbbStream } from "../ibb/duplex.js";
 import { Socks5Listener, dstAddr, socks5Connect } from "../socks5/index.js";
 import {
@@ -70,6 +70,10 @@ export interface XtlsOptions {
   readonly supportsXtls?: boolean;
   /** Address our XEP-0260 direct candidate listens on. Default 127.0.0.1. */
   readonly s5bHost?: string;
+  /** Offer a direct candidate (default true). */
+  readonly s5bDirect?: boolean;
+  /** A SOCKS5 proxy (XEP-0065 streamhost, e.g. Prosody's proxy65) to offer as a candidate. */
+  readonly s5bProxy?: { readonly jid: string; readonly host: string; readonly port: number };
   /** IBB block-size to offer (initiator) or accept at most (responder). Default 4096. */
   readonly blockSize?: number;
   readonly minTlsVersion?: TlsVersion;
@@ -156,10 +160,13 @@ const CONTENT_NAME = "xmlstream";
 /** XEP-0260 section 2.2 priority of a direct candidate: type preference 126 << 16 | local 65535. */
 const DIRECT_PRIORITY = 126 * 65536 + 65535;
 
+/** XEP-0260 section 2.2 priority of a proxy candidate: type preference 10. */
+const PROXY_PRIORITY = 10 * 65536 + 65535;
+
 interface OwnCandidate {
-  readonly listener: Socks5Listener;
-  readonly cid: string;
-  readonly incoming: Promise<Socket>;
+  readonly direct?: { readonly listener: Socks5Listener; readonly cid: string; readonly incoming: Promise<Socket> };
+  readonly proxy?: { readonly cid: string; readonly jid: string; readonly host: string; readonly port: number };
+  readonly dstaddr: string;
 }
 
 function srpUnavailable(): XtlsError {
@@ -219,16 +226,26 @@ export class XtlsClient {
     let offered: Transport = { kind: "ibb", ns: NS_IBB_TRANSPORT, sid: ibbSid, blockSize };
     let ours: OwnCandidate | undefined;
     if (opts.transport === "s5b") {
-      // XEP-0260 section 2.2: our direct candidate; the responder connects to it with
-      // DST.ADDR = SHA1(SID + initiator JID + responder JID).
-      const listener = await Socks5Listener.listen(this.o.s5bHost ?? "127.0.0.1");
-      const cid = this.newSid();
-      const incoming = listener.expect(dstAddr(ibbSid, this.jid, peer), this.o.acceptTimeoutMs ?? 120_000);
-      incoming.catch(() => undefined);
-      ours = { listener, cid, incoming };
+      // XEP-0260 section 2.2: our candidates; the responder connects to them with
+      // DST.ADDR = SHA1(SID + initiator JID + responder JID) (also the proxy's 'dstaddr').
+      const dstaddr = dstAddr(ibbSid, this.jid, peer);
+      const candidates: S5bCandidate[] = [];
+      let direct: OwnCandidate["direct"];
+      if (this.o.s5bDirect !== false) {
+        const listener = await Socks5Listener.listen(this.o.s5bHost ?? "127.0.0.1");
+        const cid = this.newSid();
+        const incoming = listener.expect(dstaddr, this.o.acceptTimeoutMs ?? 120_000);
+        incoming.catch(() => undefined);
+        direct = { listener, cid, incoming };
+        const { host, port } = listener.address;
+        candidates.push({ cid, host, jid: this.jid, port, priority: DIRECT_PRIORITY, type: "direct" });
+      }
+      const px = this.o.s5bProxy;
+      const proxy = px === undefined ? undefined : { cid: this.newSid(), ...px };
+      if (proxy !== undefined) candidates.push({ cid: proxy.cid, host: proxy.host, jid: proxy.jid, port: proxy.port, priority: PROXY_PRIORITY, type: "proxy" });
+      ours = { ...(direct === undefined ? {} : { direct }), ...(proxy === undefined ? {} : { proxy }), dstaddr };
       ctx.ownCandidate = ours;
-      const { host, port } = listener.address;
-      offered = { kind: "s5b", sid: ibbSid, mode: "tcp", candidates: [{ cid, host, jid: this.jid, port, priority: DIRECT_PRIORITY, type: "direct" }] };
+      offered = { kind: "s5b", sid: ibbSid, mode: "tcp", ...(proxy === undefined ? {} : { dstaddr }), candidates };
     }
     const content: Content = {
       creator: "initiator",
@@ -413,7 +430,7 @@ export class XtlsClient {
     try {
       let mine: { cid: string; sock: Socket; priority: number } | undefined;
       for (const c of [...theirs].sort((a, b) => b.priority - a.priority)) {
-        if (c.type !== "direct") continue; // proxies (XEP-0065 activation) are not implemented
+        if (c.type !== "direct" && c.type !== "proxy") continue;
         try {
           // DST.ADDR for a candidate the peer offered: SHA1(SID + peer JID + our JID).
           const sock = await socks5Connect(c.host, c.port, dstAddr(sid, peer, this.jid));
@@ -431,20 +448,34 @@ export class XtlsClient {
       const tr = info.contents.find((c) => c.transport?.kind === "s5b")?.transport;
       const theirUsed = tr?.kind === "s5b" ? tr.candidateUsed : undefined;
       let theirSock: Socket | undefined;
+      let theirPriority = 0;
       if (theirUsed !== undefined) {
-        if (ours === undefined || theirUsed !== ours.cid) throw new XtlsError("transport-failed", "candidate-used names no candidate of ours", "connectivity-error");
-        theirSock = await ours.incoming;
+        if (ours?.direct !== undefined && theirUsed === ours.direct.cid) {
+          theirSock = await ours.direct.incoming;
+          theirPriority = DIRECT_PRIORITY;
+        } else if (ours?.proxy !== undefined && theirUsed === ours.proxy.cid) {
+          // XEP-0260 section 2.6 / XEP-0065 section 6.3.3: connect to our proxy too (as
+          // the requester, after the target), activate, then tell the peer <activated/>.
+          const px = ours.proxy;
+          theirSock = await socks5Connect(px.host, px.port, ours.dstaddr);
+          sockets.push(theirSock);
+          theirPriority = PROXY_PRIORITY;
+        } else throw new XtlsError("transport-failed", "candidate-used names no candidate of ours", "connectivity-error");
         sockets.push(theirSock);
       }
       let chosen: Socket;
       if (mine !== undefined && theirSock !== undefined) {
-        const theirPriority = DIRECT_PRIORITY;
         const initiatorsChoice = role === "initiator" ? mine.sock : theirSock;
         chosen = mine.priority > theirPriority ? mine.sock : theirPriority > mine.priority ? theirSock : initiatorsChoice;
       } else if (mine !== undefined) chosen = mine.sock;
       else if (theirSock !== undefined) chosen = theirSock;
       else throw new XtlsError("transport-failed", "no SOCKS5 candidate worked", "connectivity-error");
       for (const s of sockets) if (s !== chosen) s.destroy();
+      if (chosen === theirSock && ours?.proxy !== undefined && theirUsed === ours.proxy.cid) {
+        await this.activateProxy(ours.proxy.jid, sid, peer);
+        ctx.jingle.transportInfo([{ ...content, transport: { kind: "s5b", sid, candidates: [], activated: ours.proxy.cid } }]);
+        this.pump(ctx);
+      }
       ctx.ibb = chosen;
       return chosen;
     } catch (e) {
@@ -452,8 +483,29 @@ export class XtlsClient {
       if (e instanceof XtlsError) throw this.fail(ctx, e);
       throw this.fail(ctx, new XtlsError("transport-failed", "SOCKS5 negotiation failed", "connectivity-error", { cause: e }));
     } finally {
-      ours?.listener.close();
+      ours?.direct?.listener.close();
     }
+  }
+
+  /** XEP-0065 v1.8.2 section 6.3.3: <activate/> at the proxy; rejects on error or timeout. */
+  private activateProxy(proxy: string, sid: string, target: FullJid): Promise<void> {
+    const id = `act-${toHex(this.random.bytes(6))}`;
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        off();
+        reject(new XtlsError("transport-failed", "the proxy did not answer the activation", "connectivity-error"));
+      }, this.o.ackTimeoutMs ?? 30_000);
+      const off = this.o.connection.onStanza((s) => {
+        if (s.name !== "iq" || attrOf(s, "id") !== id) return;
+        clearTimeout(t);
+        off();
+        if (attrOf(s, "type") === "result") resolve();
+        else reject(new XtlsError("transport-failed", "the proxy refused the activation", "connectivity-error"));
+      });
+      void this.o.connection
+        .send(el("iq", { type: "set", id, to: proxy }, el("query", { xmlns: "http://jabber.org/protocol/bytestreams", sid }, el("activate", {}, target))))
+        .catch(() => undefined);
+    });
   }
 
   private async openIbb(ctx: Ctx, open: () => Promise<IbbStream>): Promise<IbbStream> {
@@ -528,7 +580,7 @@ export class XtlsClient {
     ctx.socket?.destroy();
     ctx.ibb?.destroy();
     if (ctx.expectedIbb !== undefined) this.ibb.cancel(ctx.jingle.peer, ctx.expectedIbb);
-    ctx.ownCandidate?.listener.close();
+    ctx.ownCandidate?.direct?.listener.close();
     return err;
   }
 
