@@ -25,6 +25,7 @@ import {
   dhValueInRange,
   type DirectionKeys,
   rekeyKeys,
+  macCounter,
   stanzaMac,
   type Suite,
 } from "./keys.js";
@@ -194,7 +195,7 @@ export class StanzaChannel {
       this.rekeyRequested || mustRekey || (this.p.autoRekeyEvery !== undefined && this.sentSinceRekey >= this.p.autoRekeyEvery);
     let newSend: DirectionKeys | undefined;
     const cChildren: Element[] = [];
-    const counterBefore = this.sendCounter.clone();
+    const counterBefore = macCounter(this.sendCounter, this.p.profile.sendCounter);
     const data = ctrCrypt(this.p.crypto, this.p.profile, this.sendKeys.kc, this.sendCounter, m);
     if (m.length > 0) cChildren.push(el("data", {}, toBase64(data)));
     if (wantRekey && this.canRekey()) {
@@ -217,7 +218,7 @@ export class StanzaChannel {
     this.stats.oldKeysPublished += this.publishable.length;
     this.publishable = [];
     const mContent = normalize(cChildren);
-    const mac = stanzaMac(this.p.crypto, this.p.suite, this.sendKeys.km, mContent, counterBefore, this.p.profile.sendCounter);
+    const mac = stanzaMac(this.p.crypto, this.p.suite, this.sendKeys.km, mContent, counterBefore);
     const c = el("c", { xmlns: NS.c }, ...cChildren, el("mac", {}, toBase64(mac)));
     const out = el(stanza.name, { ...stanza.attrs });
     out.cnode(c);
@@ -251,8 +252,8 @@ export class StanzaChannel {
     const set = this.sets[index];
     if (!set) return fail("bad-mac", "stanza refers to a key we never sent");
     // Step 2-3: MAC over the received content (verbatim Base64) and our receive counter.
-    const counterBefore = this.recvCounter.clone();
-    const macMpi = stanzaMac(this.p.crypto, this.p.suite, set.recv.km, parts.mContent, counterBefore, "mpi");
+    // The MAC is checked before the counter advances (the receiver always appends an mpi).
+    const macMpi = stanzaMac(this.p.crypto, this.p.suite, set.recv.km, parts.mContent, macCounter(this.recvCounter, "mpi"));
     if (!equalBytes(macMpi, parts.mac)) return fail("bad-mac", "MAC mismatch");
     if (index > 0) this.confirmNewerSet(index);
     // Step 4-6: decrypt, decode, parse.
@@ -369,31 +370,51 @@ interface CParts {
 
 /** Splits `<c/>`: m_content is every child except `<mac/>`, normalized (row 15). */
 function parseC(c: Element): CParts | undefined {
-  const kids = elements(c);
-  const macs = kids.filter((k) => k.name === "mac");
-  const datas = kids.filter((k) => k.name === "data");
-  const keysEl = kids.filter((k) => k.name === "key");
-  const news = kids.filter((k) => k.name === "new");
-  if (macs.length !== 1 || datas.length > 1 || keysEl.length > 1 || news.length > 1) return undefined;
-  const mac = fromBase64(macs[0]?.getText() ?? "");
+  let macEl: Element | undefined;
+  let dataEl: Element | undefined;
+  let keyEl: Element | undefined;
+  let newEl: Element | undefined;
+  const content: Element[] = [];
+  for (const k of c.children) {
+    if (typeof k === "string") continue;
+    // At most one of each (XEP-0200 schema), any number of <old/>.
+    if (k.name === "mac") {
+      if (macEl) return undefined;
+      macEl = k;
+      continue;
+    }
+    if (k.name === "data") {
+      if (dataEl) return undefined;
+      dataEl = k;
+    } else if (k.name === "key") {
+      if (keyEl) return undefined;
+      keyEl = k;
+    } else if (k.name === "new") {
+      if (newEl) return undefined;
+      newEl = k;
+    }
+    content.push(k);
+  }
+  const mac = macEl ? fromBase64(macEl.getText()) : undefined;
   if (!mac) return undefined;
   let data: Uint8Array | undefined;
-  if (datas[0]) {
-    data = fromBase64(datas[0].getText());
+  if (dataEl) {
+    data = fromBase64(dataEl.getText());
     if (!data) return undefined;
   }
   let key: Uint8Array | undefined;
-  if (keysEl[0]) {
-    key = fromBase64(keysEl[0].getText());
+  if (keyEl) {
+    key = fromBase64(keyEl.getText());
     if (!key) return undefined;
   }
   let newCount: number | undefined;
-  if (news[0]) {
-    const t = news[0].getText().trim();
+  if (newEl) {
+    const t = newEl.getText().trim();
     if (!/^[1-9][0-9]{0,5}$/.test(t)) return undefined;
     newCount = Number(t);
   }
-  const mContent = normalize(kids.filter((k) => k.name !== "mac"));
+  // m_content: every child except <mac/>, normalized (row 15).
+  const mContent = normalize(content);
   return {
     mac,
     mContent,

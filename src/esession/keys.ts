@@ -8,7 +8,7 @@
  * sections 5-7 (CTR counters, a_mac, re-key keys). Ambiguities resolved as in
  * ../shared/docs/esession-interpretation.md (rows 1-6, 10, 14, 15).
  */
-import { mpi, padStart, toBigInt, utf8 } from "../core/bytes.js";
+import { mpi, toBigInt, utf8 } from "../core/bytes.js";
 import { CIPHER_KEY_BYTES, type CipherAlg, type CryptoProvider, type DhGroupId, type HashAlg } from "../crypto/provider.js";
 import type { Profile } from "./profile.js";
 
@@ -270,15 +270,15 @@ export function rekeyKeys(
   };
 }
 
-/** a_mac = HMAC(H, KM, m_content | C), C appended as mpi or padded to 16 bytes (row 15). */
-export function stanzaMac(
-  c: CryptoProvider,
-  s: Suite,
-  km: Uint8Array,
-  mContent: string,
-  counterBefore: BlockCounter,
-  encoding: "mpi" | "pad16",
-): Uint8Array {
-  const ctr = encoding === "mpi" ? counterBefore.mpi() : padStart(counterBefore.bytes(), BLOCK_BYTES);
-  return c.hmac(s.hash, km, mContent, ctr);
+/** The counter as appended to m_content: an mpi, or padded to 16 bytes (row 15). */
+export function macCounter(counter: BlockCounter, encoding: "mpi" | "pad16"): Uint8Array {
+  return encoding === "mpi" ? counter.mpi() : counter.bytes();
+}
+
+/**
+ * a_mac = HMAC(H, KM, m_content | C) where C is the counter before encryption, already
+ * encoded by {@link macCounter} (take it before the counter advances).
+ */
+export function stanzaMac(c: CryptoProvider, s: Suite, km: Uint8Array, mContent: string, counterBefore: Uint8Array): Uint8Array {
+  return c.hmac(s.hash, km, mContent, counterBefore);
 }

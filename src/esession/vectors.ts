@@ -23,6 +23,7 @@ import {
   sessionKeys,
   sharedRetainedSecretHash,
   sigmaMac,
+  macCounter,
   stanzaMac,
   type Suite,
 } from "./keys.js";
@@ -173,7 +174,7 @@ function checkSession(c: CryptoProvider, session: string, v: SessionVector, prof
     const before = ctr.clone();
     const data = ctrCrypt(c, profile, keys.kc, ctr, utf8(s.plaintext_padded));
     add(`xep0200[${i}] m_content`, s.m_content, `<data>${toBase64(data)}</data>`, true);
-    add(`xep0200[${i}] mac`, s.mac_hex, toHex(stanzaMac(c, suite, keys.km, s.m_content, before, "mpi")));
+    add(`xep0200[${i}] mac`, s.mac_hex, toHex(stanzaMac(c, suite, keys.km, s.m_content, macCounter(before, "mpi"))));
     add(`xep0200[${i}] counter after`, s.counter_after_hex.replace(/^0x/, ""), toHex(ctr.bytes()), true);
   }
   return out;
