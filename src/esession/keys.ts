@@ -96,9 +96,20 @@ export function dhCommitment(c: CryptoProvider, e: Uint8Array, group: DhGroupId 
  */
 export function dhValueInRange(c: CryptoProvider, group: DhGroupId, v: Uint8Array): boolean {
   if (group === "x25519") return v.length === 32;
-  const p = toBigInt(c.modp(group).p);
+  const p = primeOf(c, group);
   const n = toBigInt(v);
   return n > 1n && n < p - 1n;
+}
+
+const primes = new WeakMap<CryptoProvider, Map<number, bigint>>();
+
+/** p as a bigint, for range comparisons only (converted once per provider and group). */
+function primeOf(c: CryptoProvider, group: Exclude<DhGroupId, "x25519">): bigint {
+  let m = primes.get(c);
+  if (!m) primes.set(c, (m = new Map()));
+  let p = m.get(group);
+  if (p === undefined) m.set(group, (p = toBigInt(c.modp(group).p)));
+  return p;
 }
 
 /** Default private exponent length: 512 bits, at least twice the strength of every group. */
@@ -118,7 +129,7 @@ export function dhPrivate(
 ): Uint8Array {
   if (group === "x25519") return random.bytes(32); // clamped by X25519 itself (RFC 7748 5)
   const pb = c.modp(group).p;
-  const p = toBigInt(pb);
+  const p = primeOf(c, group);
   const len = bytes <= 0 ? pb.length : Math.min(bytes, pb.length);
   for (;;) {
     const x = random.bytes(len);
