@@ -3,8 +3,8 @@
  * import.
  *
  * Spec: XEP-0116 v0.16 section 10.3 (rsa-sha256 MUST, dsa-sha256 SHOULD; ed25519 for the
- * modern suite), section 7.3 (users compare "the full SHA-256 fingerprint" out of band:
- * `show` prints it), section 14 (private keys at rest: the store file is 0600, keys can be
+ * modern suite; ecdsa-p256-sha256, RFC 6931, the S/MIME default key type), section 7.3
+ * (users compare "the full SHA-256 fingerprint" out of band: `show` prints it), section 14 (private keys at rest: the store file is 0600, keys can be
  * sealed under a passphrase, exported files are written 0600). See
  * docs/identity-and-trust.md.
  *
@@ -18,7 +18,7 @@ import { nodeCrypto } from "../crypto/node.js";
 import { IdentityError } from "../identity/errors.js";
 import { exportIdentityJson, exportPrivatePem, exportPublicPem, importIdentity, writePrivateFile } from "../identity/keyfile.js";
 import { Keyring } from "../identity/keyring.js";
-import { isSignAlg, type SignAlg } from "../identity/keys.js";
+import { isSignAlg, SIGN_ALGS, type SignAlg } from "../identity/keys.js";
 import { displayFingerprint, keyValueElement } from "../identity/keyvalue.js";
 import { openSqliteStore } from "../store/sqlite.js";
 import type { FullStore, StoredIdentity } from "../store/trust-types.js";
@@ -38,7 +38,7 @@ const USAGE = `usage: xmpp-e2e keys <command> --jid JID [--store FILE] [options]
 
 commands:
   create             generate a signing key for JID
-      --alg A            rsa-sha256 (default; XEP-0116 MUST), dsa-sha256, ed25519
+      --alg A            rsa-sha256 (default; XEP-0116 MUST), dsa-sha256, ed25519, ecdsa-p256-sha256
       --bits N           RSA modulus bits (default 3072, at least 2048)
       --protect          seal the private key under a passphrase (--passphrase or XMPP_E2E_PASSPHRASE)
   show               list JID's keys with their full fingerprints (compare these out of band)
@@ -151,7 +151,7 @@ export async function run(argv: string[], io: CliIo = defaultIo): Promise<number
       switch (cmd) {
         case "create": {
           const alg = values.alg ?? "rsa-sha256";
-          if (!isSignAlg(alg)) throw new UsageError(`--alg must be rsa-sha256, dsa-sha256 or ed25519, not ${alg}`);
+          if (!isSignAlg(alg)) throw new UsageError(`--alg must be one of ${SIGN_ALGS.join(", ")}, not ${alg}`);
           const bits = values.bits === undefined ? undefined : Number(values.bits);
           if (bits !== undefined && !Number.isInteger(bits)) throw new UsageError("--bits must be an integer");
           const pass = values.protect ? needPassphrase(values, io) : undefined;

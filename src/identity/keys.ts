@@ -9,7 +9,12 @@
  * XML-DSig 1.1 section 6.4.1 `http://www.w3.org/2009/xmldsig11#dsa-sha256`, FIPS 186-4
  * L=2048, N=256; the SignatureValue is r || s, each |q| octets). Ed25519 (RFC 8032,
  * RFC 9231 section 2.3.10 `http://www.w3.org/2021/04/xmldsig-more#eddsa-ed25519`) is the
- * modern-suite addition of issue 4 item 4.
+ * modern-suite addition of issue 4 item 4. ECDSA over P-256 with SHA-256 (RFC 6931
+ * section 2.3.6 / RFC 4051 `http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256`, XML-DSig
+ * 1.1 section 6.4.3: "the signature value is ... the concatenation of the octet-strings
+ * r and s", each the size of the group order, i.e. IEEE P1363, not DER) is the key type
+ * S/MIME certificates default to (src/smime/certs.ts), so that their keys live in the same
+ * trust store.
  *
  * Keys travel between layers as DER: private keys as PKCS#8 (RFC 5208), public keys as
  * SubjectPublicKeyInfo (RFC 5280 section 4.1.2.7). No primitive is implemented here:
@@ -18,9 +23,10 @@
 import { createPrivateKey, createPublicKey, generateKeyPairSync, sign as nodeSign, verify as nodeVerify, type KeyObject } from "node:crypto";
 import { IdentityError } from "./errors.js";
 
-export type SignAlg = "rsa-sha256" | "dsa-sha256" | "ed25519";
+export type SignAlg = "rsa-sha256" | "dsa-sha256" | "ed25519" | "ecdsa-p256-sha256";
 
-export const SIGN_ALGS: readonly SignAlg[] = ["rsa-sha256", "dsa-sha256", "ed25519"];
+/** Every algorithm, in the order we offer them as a verifier (XEP-0116's first, then the additions). */
+export const SIGN_ALGS: readonly SignAlg[] = ["rsa-sha256", "dsa-sha256", "ed25519", "ecdsa-p256-sha256"];
 
 export function isSignAlg(s: string): s is SignAlg {
   return (SIGN_ALGS as readonly string[]).includes(s);
@@ -29,12 +35,13 @@ export function isSignAlg(s: string): s is SignAlg {
 /**
  * The URI each algorithm is offered under in the ESession `sign_algs` field. The first
  * two are the names XEP-0116 section 4.1 and 10.3 use (its examples); the Ed25519 URI is
- * RFC 9231's.
+ * RFC 9231's; the ECDSA one is RFC 6931 section 2.3.6's (also XML-DSig 1.1 section 6.4.3).
  */
 export const SIGN_ALG_URI: Readonly<Record<SignAlg, string>> = {
   "rsa-sha256": "http://www.w3.org/2000/09/xmldsig#rsa-sha256",
   "dsa-sha256": "http://www.w3.org/2000/09/xmldsig#dsa-sha256",
   ed25519: "http://www.w3.org/2021/04/xmldsig-more#eddsa-ed25519",
+  "ecdsa-p256-sha256": "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
 };
 
 /** Also accepted on input: the URIs XML-DSig 1.1 / RFC 9231 define for the same algorithms. */
@@ -89,7 +96,7 @@ export const DEFAULT_KEY_POLICY: KeyPolicy = { minRsaBits: 2048, minDsaBits: 204
 
 export interface PublicKeyInfo {
   readonly alg: SignAlg;
-  /** RSA modulus bits, DSA p bits, 256 for Ed25519. */
+  /** RSA modulus bits, DSA p bits, 256 for Ed25519 and P-256. */
   readonly bits: number;
 }
 
@@ -118,6 +125,11 @@ function infoOf(k: KeyObject): PublicKeyInfo {
       return { alg: "dsa-sha256", bits: d.modulusLength ?? 0 };
     case "ed25519":
       return { alg: "ed25519", bits: 256 };
+    case "ec":
+      // Only P-256 (RFC 5480 secp256r1, OpenSSL's "prime256v1"): the only curve the trust
+      // store and the ECDSA sign_algs value are defined for here.
+      if (d.namedCurve === "prime256v1" || d.namedCurve === "P-256") return { alg: "ecdsa-p256-sha256", bits: 256 };
+      throw new IdentityError("unsupported-algorithm", `EC curve ${d.namedCurve ?? "with explicit parameters"}`);
     default:
       throw new IdentityError("unsupported-algorithm", `key type ${k.asymmetricKeyType ?? "unknown"}`);
   }
@@ -125,7 +137,8 @@ function infoOf(k: KeyObject): PublicKeyInfo {
 
 /**
  * The algorithm and size of a public key, checked against `policy`. Throws IdentityError
- * "malformed-key", "unsupported-algorithm" (RSA-PSS, EC, ...) or "weak-key".
+ * "malformed-key", "unsupported-algorithm" (RSA-PSS, EC curves other than P-256, ...) or
+ * "weak-key".
  */
 export function inspectPublicKey(spki: Uint8Array, policy: KeyPolicy = DEFAULT_KEY_POLICY): PublicKeyInfo {
   const k = spkiObject(spki);
@@ -179,6 +192,9 @@ export const nodeSigner: SignatureProvider = {
       case "ed25519":
         pair = generateKeyPairSync("ed25519");
         break;
+      case "ecdsa-p256-sha256":
+        pair = generateKeyPairSync("ec", { namedCurve: "P-256" });
+        break;
     }
     return {
       privateKey: new Uint8Array(pair.privateKey.export({ format: "der", type: "pkcs8" })),
@@ -188,7 +204,8 @@ export const nodeSigner: SignatureProvider = {
   sign(alg, privatePkcs8, data) {
     const key = pkcs8Object(privatePkcs8);
     checkAlg(alg, key);
-    // dsa-sha256: XML-DSig 1.1 section 6.4.1 SignatureValue = r || s (IEEE P1363), not DER.
+    // dsa-sha256 and ecdsa-p256-sha256: XML-DSig 1.1 sections 6.4.1 / 6.4.3 SignatureValue
+    // = r || s (IEEE P1363, each the size of the group order: 64 octets for P-256), not DER.
     // rsa-sha256: RSASSA-PKCS1-v1_5 is node's default RSA padding.
     return new Uint8Array(nodeSign(digestOf(alg), data, { key, dsaEncoding: "ieee-p1363" }));
   },

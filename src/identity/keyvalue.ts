@@ -18,6 +18,13 @@
  * 1.1 names curves by `urn:oid:` URIs) and whose `<PublicKey/>` is the 32-octet RFC 8032
  * public key (the RFC 8410 subjectPublicKey bits) instead of an X9.62 point.
  *
+ * ECDSA P-256: the XML-DSig 1.1 section 4.5.2.3 form itself, `<ECKeyValue>` with
+ * `<NamedCurve URI='urn:oid:1.2.840.10045.3.1.7'/>` (RFC 5480 secp256r1) and `<PublicKey/>`
+ * = Base64 of the uncompressed point 0x04 || X || Y (each coordinate 32 octets; "Support
+ * for Elliptic-Curve-Point-to-Octet-String conversion without point compression is
+ * REQUIRED", and it is the only form we accept or emit). PublicKey is an ECPointType,
+ * not a ds:CryptoBinary: its leading octets are kept.
+ *
  * Canonical form: we always emit CryptoBinary without leading zero octets and without
  * whitespace, children in schema order, and only the fields an SPKI carries (no J, Seed,
  * PgenCounter). Fingerprints of peers' keys are taken over this canonical form (see
@@ -36,6 +43,10 @@ export const XMLDSIG_NS = "http://www.w3.org/2000/09/xmldsig#";
 export const XMLDSIG11_NS = "http://www.w3.org/2009/xmldsig11#";
 /** RFC 8410 id-Ed25519 as an XML-DSig 1.1 NamedCurve URI. */
 export const ED25519_CURVE_URI = "urn:oid:1.3.101.112";
+/** RFC 5480 secp256r1 (NIST P-256) as an XML-DSig 1.1 NamedCurve URI. */
+export const P256_CURVE_URI = "urn:oid:1.2.840.10045.3.1.7";
+/** An uncompressed P-256 point: 0x04 || X || Y. */
+const P256_POINT_LENGTH = 65;
 const DSA_OID = "1.2.840.10040.4.1";
 
 /** A `<KeyValue/>` as typed data; every value is Base64 (ds:CryptoBinary) as on the wire. */
@@ -51,7 +62,9 @@ export type KeyValueData =
       readonly seed?: string;
       readonly pgenCounter?: string;
     }
-  | { readonly type: "ed25519"; readonly publicKey: string };
+  | { readonly type: "ed25519"; readonly publicKey: string }
+  /** `publicKey`: Base64 of the uncompressed X9.62 point (65 octets). */
+  | { readonly type: "ec-p256"; readonly publicKey: string };
 
 export function signAlgOfKeyValue(k: KeyValueData): SignAlg {
   switch (k.type) {
@@ -61,6 +74,8 @@ export function signAlgOfKeyValue(k: KeyValueData): SignAlg {
       return "dsa-sha256";
     case "ed25519":
       return "ed25519";
+    case "ec-p256":
+      return "ecdsa-p256-sha256";
   }
 }
 
@@ -127,10 +142,20 @@ export function parseKeyValue(e: Element): KeyValueData {
   if (k.name === "ECKeyValue" && nsOk(k, XMLDSIG11_NS)) {
     const curve = elements(k).find((c) => c.name === "NamedCurve");
     if (curve === undefined) throw new IdentityError("unsupported-algorithm", "explicit EC parameters");
-    if (curve.attrs["URI"] !== ED25519_CURVE_URI) throw new IdentityError("unsupported-algorithm", "EC curve other than Ed25519");
-    const publicKey = cryptoBinary(k, "PublicKey", true);
-    if (fromBase64(publicKey)?.length !== 32) throw bad("an Ed25519 public key is 32 octets");
-    return { type: "ed25519", publicKey };
+    const uri = curve.attrs["URI"];
+    if (uri === ED25519_CURVE_URI) {
+      const publicKey = cryptoBinary(k, "PublicKey", true);
+      if (fromBase64(publicKey)?.length !== 32) throw bad("an Ed25519 public key is 32 octets");
+      return { type: "ed25519", publicKey };
+    }
+    if (uri === P256_CURVE_URI) {
+      const publicKey = cryptoBinary(k, "PublicKey", true);
+      const point = fromBase64(publicKey);
+      // XML-DSig 1.1 section 4.5.2.3.1: 0x04 || X || Y; compressed points are not accepted.
+      if (point?.length !== P256_POINT_LENGTH || point[0] !== 0x04) throw bad("a P-256 public key is an uncompressed 65-octet point");
+      return { type: "ec-p256", publicKey };
+    }
+    throw new IdentityError("unsupported-algorithm", "EC curve other than Ed25519 and P-256");
   }
   throw new IdentityError("unsupported-algorithm", `key type <${k.name}/>`);
 }
@@ -182,6 +207,17 @@ export function buildKeyValue(k: KeyValueData): Element {
           el("PublicKey", {}, k.publicKey),
         ),
       );
+    case "ec-p256":
+      return el(
+        "KeyValue",
+        { xmlns: XMLDSIG_NS },
+        el(
+          "ECKeyValue",
+          { xmlns: XMLDSIG11_NS },
+          el("NamedCurve", { URI: P256_CURVE_URI }),
+          el("PublicKey", {}, k.publicKey),
+        ),
+      );
   }
 }
 
@@ -221,6 +257,17 @@ export function keyValueFromSpki(spki: Uint8Array, policy: KeyPolicy = DEFAULT_K
     case "ed25519": {
       const jwk = key.export({ format: "jwk" });
       return { type: "ed25519", publicKey: toBase64(b64urlToBytes(jwk.x)) };
+    }
+    case "ecdsa-p256-sha256": {
+      const jwk = key.export({ format: "jwk" });
+      const x = b64urlToBytes(jwk.x);
+      const y = b64urlToBytes(jwk.y);
+      if (x.length !== 32 || y.length !== 32) throw bad("P-256 coordinates");
+      const point = new Uint8Array(P256_POINT_LENGTH);
+      point[0] = 0x04;
+      point.set(x, 1);
+      point.set(y, 33);
+      return { type: "ec-p256", publicKey: toBase64(point) };
     }
     case "dsa-sha256": {
       // node cannot export DSA as JWK: read the RFC 3279 section 2.3.2 structure.
@@ -273,6 +320,22 @@ export function spkiFromKeyValue(k: KeyValueData, policy: KeyPolicy = DEFAULT_KE
         const x = bytesOf(k.publicKey);
         if (x.length !== 32) throw bad("an Ed25519 public key is 32 octets");
         const key = createPublicKey({ key: { kty: "OKP", crv: "Ed25519", x: Buffer.from(x).toString("base64url") }, format: "jwk" });
+        der = new Uint8Array(key.export({ format: "der", type: "spki" }));
+        break;
+      }
+      case "ec-p256": {
+        const point = bytesOf(k.publicKey);
+        if (point.length !== P256_POINT_LENGTH || point[0] !== 0x04) throw bad("a P-256 public key is an uncompressed 65-octet point");
+        // OpenSSL checks that the point is on the curve when importing the coordinates.
+        const key = createPublicKey({
+          key: {
+            kty: "EC",
+            crv: "P-256",
+            x: Buffer.from(point.subarray(1, 33)).toString("base64url"),
+            y: Buffer.from(point.subarray(33)).toString("base64url"),
+          },
+          format: "jwk",
+        });
         der = new Uint8Array(key.export({ format: "der", type: "spki" }));
         break;
       }

@@ -36,10 +36,12 @@
  * - `certificatesFor(jid)`: the certificates naming `jid` whose key is not revoked and is
  *   accepted for `jid`, or that chain to an explicit anchor (a CA-issued certificate).
  *
- * Keys the trust store cannot hold (EC keys: the store's `alg` and XEP-0116 fingerprints
- * know only RSA, DSA and Ed25519; RSA below the key policy) are NOT recorded: such
- * certificates are trusted exactly as by MemoryCertificateStore, through explicit anchors
- * only, and are reported to `onUnrecorded`. XEP-0116 4.7.2's `sas-never-confirmed`
+ * RSA, EC P-256 (the default key type of src/smime/certs.ts generateIdentity, recorded as
+ * `ecdsa-p256-sha256` with its XML-DSig 1.1 ECKeyValue fingerprint), DSA and Ed25519
+ * certificate keys are recorded. Keys the trust store cannot hold (other EC curves,
+ * RSA-PSS, RSA below the key policy) are NOT recorded: such certificates are trusted
+ * exactly as by MemoryCertificateStore, through explicit anchors only, and are reported
+ * to `onUnrecorded`. XEP-0116 4.7.2's `sas-never-confirmed`
  * reminder is an ESession notion (there is no SAS for objects) and is not forwarded; the
  * verdict's `fingerprintChecked` tells whether the user ever verified the key.
  */
@@ -69,7 +71,7 @@ export interface TrustCertificateStoreOptions {
   readonly onAlert?: (alert: TrustAlert) => void;
   /** Every verdict, with the certificate it was computed for. */
   readonly onVerdict?: (verdict: TrustVerdict, certificate: Uint8Array) => void;
-  /** A certificate whose key the trust store cannot record (EC; see the banner). */
+  /** A certificate whose key the trust store cannot record (e.g. P-384, RSA-PSS, weak RSA; see the banner). */
   readonly onUnrecorded?: (certificate: Uint8Array, reason: string) => void;
 }
 

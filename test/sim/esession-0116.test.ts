@@ -166,7 +166,7 @@ test("disclosure: we answer 'never' even when more is tolerated; a peer declarin
 import { createIdentityKey } from "../../src/identity/keyfile.js";
 import { keyVerifier, signingIdentity } from "../../src/client/keys.js";
 
-for (const alg of ["rsa-sha256", "dsa-sha256", "ed25519"] as const) {
+for (const alg of ["rsa-sha256", "dsa-sha256", "ed25519", "ecdsa-p256-sha256"] as const) {
   test(`identity keys ${alg}: mutual 'key' authentication, 4- and 3-message`, async () => {
     const ka = createIdentityKey(alg, 0, alg === "rsa-sha256" ? { rsaBits: 2048 } : {});
     const kb = createIdentityKey(alg, 0, alg === "rsa-sha256" ? { rsaBits: 2048 } : {});

@@ -37,7 +37,7 @@ import {
 import { el, NS, parseXml, type Element } from "../../src/xml/index.js";
 
 const T0 = Date.UTC(2026, 0, 1);
-const ALGS: readonly SignAlg[] = ["rsa-sha256", "dsa-sha256", "ed25519"];
+const ALGS: readonly SignAlg[] = ["rsa-sha256", "dsa-sha256", "ed25519", "ecdsa-p256-sha256"];
 const keys = new Map(ALGS.map((a) => [a, createIdentityKey(a, T0, { rsaBits: 2048 })]));
 const key = (a: SignAlg) => {
   const k = keys.get(a);

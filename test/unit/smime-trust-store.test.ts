@@ -4,7 +4,8 @@
  * alerts for object encryption: trust on first use of a signer, a changed key refused
  * (key-changed) until the user accepts it, a key shared by two JIDs (key-shared), a
  * revoked key neither trusted nor encrypted to, explicit anchors and CA-issued
- * certificates, EC certificates left to explicit anchors, persistence in SQLite.
+ * certificates, EC P-256 certificates recorded and alerted on like RSA ones, keys the
+ * store cannot hold (P-384) left to explicit anchors, persistence in SQLite.
  *
  * Spec: RFC 3923 sections 6.2-6.4; XEP-0116 v0.16 sections 7.3-7.4; XEP-0189 v0.14
  * section 4 (revocation).
@@ -36,7 +37,8 @@ const env = { random: systemRandom, clock: systemClock };
 const ALICE = parseFullJid("alice@example.org/phone");
 const BOB = parseFullJid("bob@example.net/desk");
 const CAROL = parseFullJid("carol@example.com/pad");
-let alice: SmimeIdentity, alice2: SmimeIdentity, aliceEc: SmimeIdentity, bob: SmimeIdentity, carolWithAliceKey: SmimeIdentity;
+let alice: SmimeIdentity, alice2: SmimeIdentity, aliceEc: SmimeIdentity, aliceEc2: SmimeIdentity, aliceP384: SmimeIdentity;
+let bob: SmimeIdentity, carolWithAliceKey: SmimeIdentity, carolWithAliceEcKey: SmimeIdentity;
 let ca: SmimeIdentity, aliceIssued: SmimeIdentity;
 let dir: string;
 
@@ -44,9 +46,9 @@ function ab(u: Uint8Array): ArrayBuffer {
   return u.buffer.slice(u.byteOffset, u.byteOffset + u.byteLength) as ArrayBuffer;
 }
 
-/** A self-signed certificate for `jid` over an existing RSA identity's key (the same key under another address). */
-async function certWithKey(id: SmimeIdentity, jid: Jid): Promise<SmimeIdentity> {
-  const alg = { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" };
+/** A self-signed certificate for `jid` over an existing RSA or EC P-256 identity's key (the same key under another address). */
+async function certWithKey(id: SmimeIdentity, jid: Jid, type: "rsa" | "ec" = "rsa"): Promise<SmimeIdentity> {
+  const alg = type === "rsa" ? { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" } : { name: "ECDSA", namedCurve: "P-256", hash: "SHA-256" };
   const privateKey = await webcrypto.subtle.importKey("pkcs8", ab(id.privateKey), alg, true, ["sign"]);
   const spki = new x509.X509Certificate(ab(id.certificate)).publicKey.rawData;
   const publicKey = await webcrypto.subtle.importKey("spki", spki, alg, true, ["verify"]);
@@ -67,8 +69,11 @@ before(async () => {
   alice = await generateIdentity({ jid: ALICE, keyType: "rsa-2048" }, env);
   alice2 = await generateIdentity({ jid: ALICE, keyType: "rsa-2048" }, env);
   aliceEc = await generateIdentity({ jid: ALICE, keyType: "ec-p256" }, env);
+  aliceEc2 = await generateIdentity({ jid: ALICE, keyType: "ec-p256" }, env);
+  aliceP384 = await generateIdentity({ jid: ALICE, keyType: "ec-p384" }, env);
   bob = await generateIdentity({ jid: BOB, keyType: "rsa-2048" }, env);
   carolWithAliceKey = await certWithKey(alice, parseJid("carol@example.com"));
+  carolWithAliceEcKey = await certWithKey(aliceEc, parseJid("carol@example.com"), "ec");
   ca = await generateIdentity({ jid: parseJid("ca@example.org"), keyType: "ec-p256", ca: true }, env);
   aliceIssued = await generateIdentity({ jid: ALICE, keyType: "rsa-2048", issuer: ca }, env);
   dir = mkdtempSync(join(tmpdir(), "xmpp-e2e-smime-trust-"));
@@ -212,18 +217,61 @@ describe("TrustCertificateStore", () => {
     assert.equal(ev?.type, "message", rejectedWith(ev));
   });
 
-  it("EC certificates cannot be recorded: reported, and trusted through explicit anchors only", async () => {
+  it("EC P-256 certificates are recorded like RSA ones: trust on first use, then key-changed for a new key", async () => {
+    const clock = new VirtualClock(Date.now());
+    const db = new MemoryStore();
+    const r = receiver(clock, db);
+    const fp = r.store.fingerprint(aliceEc.certificate);
+    assert.ok(fp !== undefined, "a P-256 key has an XEP-0116 fingerprint");
+    const first = await receive(r, await signedFrom(ALICE, aliceEc, clock, "ec"));
+    assert.equal(first?.type, "message", rejectedWith(first));
+    assert.deepEqual(r.unrecorded, []);
+    assert.deepEqual(kinds(r.alerts), []);
+    assert.equal(r.verdicts[0]?.trust, "accepted");
+    assert.equal(r.verdicts[0]?.fingerprint, fp);
+    const pk = await db.getPeerKey(parseJid("bob@example.net"), fp);
+    assert.equal(pk?.alg, "ecdsa-p256-sha256");
+    assert.deepEqual(await r.store.certificatesFor(ALICE), [aliceEc.certificate]);
+
+    const changed = await receive(r, await signedFrom(ALICE, aliceEc2, clock, "new ec key"));
+    assert.equal(rejectedWith(changed), "untrusted-certificate");
+    assert.deepEqual(kinds(r.alerts), ["key-changed"]);
+    const alert = r.alerts[0];
+    assert.ok(alert?.kind === "key-changed");
+    assert.deepEqual(alert.previous, [fp]);
+    assert.deepEqual(await r.store.certificatesFor(ALICE), [aliceEc.certificate]);
+    assert.deepEqual(r.unrecorded, []);
+  });
+
+  it("an EC P-256 key already seen with another JID raises key-shared and is not trusted for the new JID", async () => {
     const clock = new VirtualClock(Date.now());
     const r = receiver(clock);
-    assert.equal(r.store.fingerprint(aliceEc.certificate), undefined);
-    const ev = await receive(r, await signedFrom(ALICE, aliceEc, clock, "ec"));
+    await r.store.add(aliceEc.certificate);
+    await r.store.add(carolWithAliceEcKey.certificate);
+    assert.deepEqual(kinds(r.alerts), ["key-shared"]);
+    const a = r.alerts[0];
+    assert.ok(a?.kind === "key-shared");
+    assert.deepEqual(a.otherJids, ["alice@example.org"]);
+    assert.equal(r.store.fingerprint(carolWithAliceEcKey.certificate), r.store.fingerprint(aliceEc.certificate));
+    assert.deepEqual(await r.store.certificatesFor(CAROL), [], "never encrypt to Carol with Alice's key");
+    const ev = await receive(r, await signedFrom(CAROL, carolWithAliceEcKey, clock, "hi, I'm carol"));
+    assert.equal(rejectedWith(ev), "untrusted-certificate");
+    assert.deepEqual(kinds(r.alerts), ["key-shared", "key-shared"]);
+    assert.deepEqual(r.unrecorded, []);
+  });
+
+  it("keys the store cannot hold (P-384) are reported, and trusted through explicit anchors only", async () => {
+    const clock = new VirtualClock(Date.now());
+    const r = receiver(clock);
+    assert.equal(r.store.fingerprint(aliceP384.certificate), undefined);
+    const ev = await receive(r, await signedFrom(ALICE, aliceP384, clock, "p384"));
     assert.equal(rejectedWith(ev), "untrusted-certificate");
     assert.equal(r.unrecorded.length, 1);
     assert.deepEqual(await r.store.certificatesFor(ALICE), []);
-    await r.store.add(aliceEc.certificate, { anchor: true });
-    const ok = await receive(r, await signedFrom(ALICE, aliceEc, clock, "ec again"));
+    await r.store.add(aliceP384.certificate, { anchor: true });
+    const ok = await receive(r, await signedFrom(ALICE, aliceP384, clock, "p384 again"));
     assert.equal(ok?.type, "message", rejectedWith(ok));
-    assert.deepEqual(await r.store.certificatesFor(ALICE), [aliceEc.certificate]);
+    assert.deepEqual(await r.store.certificatesFor(ALICE), [aliceP384.certificate]);
   });
 
   it("persists: SQLite trust store + certificate file, reopened", async () => {
