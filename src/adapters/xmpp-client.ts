@@ -157,6 +157,11 @@ function importStanza(text: string): Element | undefined {
   }
 }
 
+function noDelay(entity: { socket?: unknown }): void {
+  const s = entity.socket as { setNoDelay?: (on: boolean) => unknown } | undefined;
+  if (typeof s?.setNoDelay === "function") s.setNoDelay(true);
+}
+
 /** Ends the socket at once (used when a polite close cannot finish). */
 function hardClose(entity: Client): void {
   const s: unknown = entity.socket;
@@ -320,6 +325,10 @@ export async function connectXmpp(opts: XmppConnectOptions): Promise<XmppConnect
   entity.on("error", (e: unknown) => {
     failure ??= e;
   });
+  // Nagle's algorithm delays a second small write (an ack after a request) by ~40 ms on
+  // TCP; stanzas are latency-sensitive, so send them at once (as Prosody does with
+  // nagle = false). WebSocket sockets have no such method.
+  entity.on("connect", () => noDelay(entity));
 
   let conn: XmppConnection;
   try {
@@ -335,6 +344,7 @@ export async function connectXmpp(opts: XmppConnectOptions): Promise<XmppConnect
       timeoutMs,
       "logging in",
     );
+    noDelay(entity); // again after STARTTLS may have replaced the socket
     const bound = entity.jid?.toString();
     if (bound === undefined) throw new AdapterError("connection-failed", "no JID was bound");
     conn = new XmppConnection(entity, parseFullJid(bound), transport, timeoutMs);
