@@ -26,6 +26,7 @@ import { attrOf, type StanzaConnection } from "../adapters/connection.js";
 import { bareJid, jidParts, parseFullJid, parseJid, type FullJid } from "../core/types.js";
 import { el, elements, NS, type Element } from "../xml/index.js";
 import { openE2eStream } from "../streams/index.js";
+import { srpTlsOverDuplex } from "../tls-srp/index.js";
 import {
   FileTrustStore,
   XTLS_FEATURES,
@@ -235,6 +236,8 @@ export async function run(argv: string[], io: XtlsCliIo = defaultIo): Promise<nu
       },
       ...(values.srp === true
         ? {
+            // RFC 5054 TLS-SRP over TLS 1.2 (src/tls-srp), proven against GnuTLS.
+            srp: srpTlsOverDuplex,
             password: async (peer: FullJid) => {
               srpPassword ??= await io.secret(`password shared with ${peer} (TLS-SRP): `);
               return srpPassword;

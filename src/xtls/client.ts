@@ -170,7 +170,7 @@ interface OwnCandidate {
 }
 
 function srpUnavailable(): XtlsError {
-  return new XtlsError("srp-unavailable", "TLS-SRP is not available yet in this build; use x509 (pinned or leap of faith)");
+  return new XtlsError("srp-unavailable", "no TLS-SRP implementation was given (XtlsOptions.srp: pass srpTlsOverDuplex from src/tls-srp); use x509 or pass it");
 }
 
 export class XtlsClient {
