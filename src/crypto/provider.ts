@@ -39,6 +39,9 @@ export function isModpGroup(n: number): n is ModpGroup {
   return (MODP_GROUPS as readonly number[]).includes(n);
 }
 
+/** Output length of each hash (also the HMAC output length). */
+export const HASH_BYTES: Record<HashAlg, number> = { sha1: 20, sha256: 32, sha384: 48, sha512: 64 };
+
 export const CIPHER_KEY_BYTES: Record<CipherAlg, number> = {
   "aes128-ctr": 16,
   "aes192-ctr": 24,

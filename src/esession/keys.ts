@@ -9,7 +9,7 @@
  * ../shared/docs/esession-interpretation.md (rows 1-6, 10, 14, 15).
  */
 import { mpi, toBigInt, utf8 } from "../core/bytes.js";
-import { CIPHER_KEY_BYTES, type CipherAlg, type CryptoProvider, type DhGroupId, type HashAlg } from "../crypto/provider.js";
+import { CIPHER_KEY_BYTES, HASH_BYTES, type CipherAlg, type CryptoProvider, type DhGroupId, type HashAlg } from "../crypto/provider.js";
 import type { Profile } from "./profile.js";
 
 export const BLOCK_BYTES = 16;
@@ -41,7 +41,7 @@ export const MODERN_SALT = utf8("urn:xmpp-e2e:esession:x25519:1");
 
 /** The modern suite (x25519) expands keys with HKDF; the 2007 suites with HMAC(K, label). */
 function expand(c: CryptoProvider, s: Suite, k: Uint8Array, label: string): Uint8Array {
-  if (s.group === "x25519") return c.hkdfExpand(s.hash, k, utf8(label), c.hash(s.hash).length);
+  if (s.group === "x25519") return c.hkdfExpand(s.hash, k, utf8(label), HASH_BYTES[s.hash]);
   return c.hmac(s.hash, k, utf8(label));
 }
 

@@ -14,7 +14,7 @@
 import { equalBytes, wipe } from "../core/bytes.js";
 import { Outbox, type Output } from "../core/machine.js";
 import { assertNever, type Clock, type FullJid, type Random, type ThreadId } from "../core/types.js";
-import { CryptoError, type CipherAlg, type CryptoProvider, type DhGroupId, type HashAlg, isDhGroup } from "../crypto/provider.js";
+import { CryptoError, HASH_BYTES, type CipherAlg, type CryptoProvider, type DhGroupId, type HashAlg, isDhGroup } from "../crypto/provider.js";
 import { formToXml, type DataForm } from "../forms/codec.js";
 import { negotiationErrorStanza } from "../negotiation/codec.js";
 import { el, type Element, NS, normalize } from "../xml/index.js";
@@ -1015,7 +1015,7 @@ export class ESession {
     const decoys =
       this.profile.rshashDecoys === "gajim" ? (real.length ? 0 : 1) : 2 + ((random.bytes(1)[0] ?? 0) % 2);
     const all = [...real];
-    for (let i = 0; i < decoys; i++) all.push(random.bytes(suite.hash === "sha256" ? 32 : suite.hash === "sha384" ? 48 : 64));
+    for (let i = 0; i < decoys; i++) all.push(random.bytes(HASH_BYTES[suite.hash]));
     // Shuffle so that position reveals nothing.
     for (let i = all.length - 1; i > 0; i--) {
       const j = (random.bytes(1)[0] ?? 0) % (i + 1);
@@ -1106,7 +1106,7 @@ export class ESession {
     const kf = finalSecret(crypto, suite, k, srs?.secret, this.p.otherSecret);
     wipe(k);
     const keys = sessionKeys(crypto, suite, this.profile, kf);
-    const hashLen = crypto.hash(suite.hash).length;
+    const hashLen = HASH_BYTES[suite.hash];
     const srshash = srs ? sharedRetainedSecretHash(crypto, suite, srs.secret) : this.p.random.bytes(hashLen);
     const b2 = bobIdentityForm({ nonce: s.nonceA, srshash });
     const formB2 = normalize(formToXml(b2).children, this.profile.formStyle);
