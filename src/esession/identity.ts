@@ -65,7 +65,11 @@ export interface MacInput {
   readonly forms: readonly string[];
 }
 
-function sigma(c: CryptoProvider, s: Suite, ks: Uint8Array, m: MacInput, pubKey: string): Uint8Array {
+/**
+ * The SIGMA mac: HMAC(HASH, KS, N1 | N2 | dh | pubKey | forms...), with `dh` already an mpi
+ * (MODP) or the raw X25519 value, and pubKey "" for the 'none' method (XEP-0217).
+ */
+export function sigma(c: CryptoProvider, s: Suite, ks: Uint8Array, m: MacInput, pubKey = ""): Uint8Array {
   return c.hmac(s.hash, ks, m.nonceFirst, m.nonceSecond, m.dh, pubKey, ...m.forms);
 }
 

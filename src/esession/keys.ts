@@ -212,20 +212,6 @@ export function identityMac(c: CryptoProvider, s: Suite, km: Uint8Array, counter
   return c.hmac(s.hash, km, counterBefore, id);
 }
 
-/** mac_A = HMAC(H, KS_A, N_B | N_A | e | formA | formA2); mac_B mirrors it. */
-export function sigmaMac(
-  c: CryptoProvider,
-  s: Suite,
-  ks: Uint8Array,
-  nonceFirst: Uint8Array,
-  nonceSecond: Uint8Array,
-  dhValue: Uint8Array,
-  form1: string,
-  form2: string,
-): Uint8Array {
-  return c.hmac(s.hash, ks, nonceFirst, nonceSecond, mpi(dhValue), utf8(form1), utf8(form2));
-}
-
 /** HMAC(H, N_A, RS): the 'rshashes' entry for a retained secret. */
 export function retainedSecretHash(c: CryptoProvider, s: Suite, nonceA: Uint8Array, secret: Uint8Array): Uint8Array {
   return c.hmac(s.hash, nonceA, secret);

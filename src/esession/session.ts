@@ -63,7 +63,6 @@ import {
   sas28x5,
   sessionKeys,
   sharedRetainedSecretHash,
-  sigmaMac,
   type DirectionKeys,
   type SessionKeys,
   type Suite,
@@ -917,14 +916,7 @@ export class ESession {
         id: b64Field(form, "identity"),
         m: b64Field(form, "mac"),
       });
-      const a2 = aliceIdentityForm({ nonce: nonceB });
-      const formA2 = normalize(formToXml(a2).children, this.profile.formStyle);
-      const proof = this.proveOurs(choice, keys.initiator, counterA, {
-        mac: { nonceFirst: nonceB, nonceSecond: s.nonceA, dh: pair.e, forms: [s.formA, formA2] },
-        method: initPubkey,
-      });
-      this.out.send(this.stanza(wrapFeature(withIdentity(a2, proof.id, proof.m))));
-      this.out.emit({ type: "progress", step: "identity-sent" });
+      this.sendAliceIdentity(choice, keys.initiator, counterA, aliceIdentityForm({ nonce: nonceB }), s, nonceB, pair.e, initPubkey);
       this.activate(choice, keys, "initiator", counterA, counterB, pair.x, d, { peerKey: peer });
       return;
     }
@@ -932,13 +924,7 @@ export class ESession {
     // Hiding Alice's identity: mac_A, ID_A, M_A.
     const rshashes = this.rshashes(suite, s.nonceA);
     const a2 = aliceIdentityForm({ nonce: nonceB, rshashes, dhkeys: pair.e });
-    const formA2 = normalize(formToXml(a2).children, this.profile.formStyle);
-    const proof = this.proveOurs(choice, prov.initiator, counterA, {
-      mac: { nonceFirst: nonceB, nonceSecond: s.nonceA, dh: pair.e, forms: [s.formA, formA2] },
-      method: initPubkey,
-    });
-    this.out.send(this.stanza(wrapFeature(withIdentity(a2, proof.id, proof.m))));
-    this.out.emit({ type: "progress", step: "identity-sent" });
+    const proof = this.sendAliceIdentity(choice, prov.initiator, counterA, a2, s, nonceB, pair.e, initPubkey);
     this.state = {
       kind: "awaiting-bob-identity",
       choice,
@@ -953,6 +939,30 @@ export class ESession {
       responseX: carried.x,
       deadline: s.deadline,
     };
+  }
+
+  /**
+   * Hiding Alice's identity (XEP-0116 4.4.3): mac_A over N_B, N_A, e, formA and formA2 (her
+   * completion form without identity and mac), ID_A and M_A, sent in that form.
+   */
+  private sendAliceIdentity(
+    choice: Choice,
+    keys: DirectionKeys,
+    counterA: BlockCounter,
+    a2: DataForm,
+    s: Extract<State, { kind: "awaiting-response" }>,
+    nonceB: Uint8Array,
+    e: Uint8Array,
+    method: PubkeyMethod,
+  ): Proof {
+    const formA2 = normalize(formToXml(a2).children, this.profile.formStyle);
+    const proof = this.proveOurs(choice, keys, counterA, {
+      mac: { nonceFirst: nonceB, nonceSecond: s.nonceA, dh: e, forms: [s.formA, formA2] },
+      method,
+    });
+    this.out.send(this.stanza(wrapFeature(withIdentity(a2, proof.id, proof.m))));
+    this.out.emit({ type: "progress", step: "identity-sent" });
+    return proof;
   }
 
   private proveOurs(

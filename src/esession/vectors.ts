@@ -22,11 +22,11 @@ import {
   sas28x5,
   sessionKeys,
   sharedRetainedSecretHash,
-  sigmaMac,
   macCounter,
   stanzaMac,
   type Suite,
 } from "./keys.js";
+import { sigma } from "./identity.js";
 import { GAJIM_PROFILE, type Profile, SPEC_PROFILE } from "./profile.js";
 
 export interface VectorCheck {
@@ -131,7 +131,7 @@ function checkSession(c: CryptoProvider, session: string, v: SessionVector, prof
   add("provisory KS_A", v.provisory.KS_A ?? "", toHex(prov.initiator.ks ?? new Uint8Array()));
   const nA = b64(v.N_A_b64);
   const nB = b64(v.N_B_b64);
-  const macA = sigmaMac(c, suite, prov.initiator.ks ?? new Uint8Array(), nB, nA, e, v.formA_c14n, v.formA2_c14n);
+  const macA = sigma(c, suite, prov.initiator.ks ?? new Uint8Array(), { nonceFirst: nB, nonceSecond: nA, dh: e, forms: [v.formA_c14n, v.formA2_c14n] });
   add("mac_A", v.mac_A_hex, toHex(macA));
   const cA = BlockCounter.fromBytes(fromHex(v.C_A_hex));
   const cB = cA.flipTopBit();
@@ -151,7 +151,7 @@ function checkSession(c: CryptoProvider, session: string, v: SessionVector, prof
   add("final KC_B", v.final.KC_B ?? "", toHex(fin.responder.kc), true);
   add("final KM_B", v.final.KM_B ?? "", toHex(fin.responder.km));
   add("final KS_B", v.final.KS_B ?? "", toHex(fin.responder.ks ?? new Uint8Array()));
-  const macB = sigmaMac(c, suite, fin.responder.ks ?? new Uint8Array(), nA, nB, d, v.formB_c14n, v.formB2_c14n);
+  const macB = sigma(c, suite, fin.responder.ks ?? new Uint8Array(), { nonceFirst: nA, nonceSecond: nB, dh: d, forms: [v.formB_c14n, v.formB2_c14n] });
   add("mac_B", v.mac_B_hex, toHex(macB));
   const cBBefore = cB.mpi();
   const idB = ctrCrypt(c, profile, fin.responder.kc, cB, macB);
