@@ -97,35 +97,46 @@ test("two chat processes: SAS shown on both sides, confirmed, messages exchanged
   }
 });
 
-test("keys create + chat --messages 3: a key-authenticated SIGMA-I session through Prosody, keys recorded as trusted", { timeout: 60_000 }, async () => {
+/** Creates an Ed25519 identity key for alice and bob in stores named by `tag`. */
+function createKeys(tag: string): void {
   for (const user of ["alice", "bob"]) {
-    const r = spawnSync(process.execPath, [BIN, "keys", "create", "--jid", `${user}@localhost`, "--alg", "ed25519", "--store", join(dir, `${user}-keys.db`)], {
+    const r = spawnSync(process.execPath, [BIN, "keys", "create", "--jid", `${user}@localhost`, "--alg", "ed25519", "--store", join(dir, `${user}-${tag}.db`)], {
       encoding: "utf8",
       timeout: 30_000,
     });
     assert.equal(r.status, 0, r.stdout + r.stderr);
   }
-  const keyed = (user: string, pass: string, extra: string[]) =>
-    new Proc(
-      spawn(
-        process.execPath,
-        [BIN, "chat", "--jid", `${user}@localhost/k`, "--service", server.service, "--store", join(dir, `${user}-keys.db`), "--messages", "3", ...extra],
-        { env: { ...process.env, XMPP_E2E_PASSWORD: pass } },
-      ),
-    );
-  const bob = keyed("bob", "b-pw", []);
+}
+
+/** A `chat` process for `user` on resource `tag`, with that tag's store. */
+function keyedChat(user: string, pass: string, tag: string, extra: string[]): Proc {
+  return new Proc(
+    spawn(process.execPath, [BIN, "chat", "--jid", `${user}@localhost/${tag}`, "--service", server.service, "--store", join(dir, `${user}-${tag}.db`), ...extra], {
+      env: { ...process.env, XMPP_E2E_PASSWORD: pass },
+    }),
+  );
+}
+
+/** Alice says `line`, Bob reads it, both quit cleanly. */
+async function exchangeAndQuit(alice: Proc, bob: Proc, tag: string, line: string): Promise<void> {
+  alice.say(line);
+  await bob.waitFor(new RegExp(`alice@localhost/${tag}: ${line}`));
+  alice.say("/quit");
+  await bob.waitFor(/session ended by peer/);
+  bob.say("/quit");
+  assert.deepEqual(await Promise.all([alice.exited, bob.exited]), [0, 0]);
+}
+
+test("keys create + chat --messages 3: a key-authenticated SIGMA-I session through Prosody, keys recorded as trusted", { timeout: 60_000 }, async () => {
+  createKeys("k");
+  const bob = keyedChat("bob", "b-pw", "k", ["--messages", "3"]);
   await bob.waitFor(/connected as bob@localhost\/k/);
-  const alice = keyed("alice", "a-pw", ["--to", "bob@localhost/k"]);
+  const alice = keyedChat("alice", "a-pw", "k", ["--messages", "3", "--to", "bob@localhost/k"]);
   try {
     await alice.waitFor(/bob@localhost\/k's key: accepted \(/);
     await bob.waitFor(/alice@localhost\/k's key: accepted \(/);
     assert.doesNotMatch(alice.out, /SAS:/, "no SAS in a 3-message negotiation");
-    alice.say("signed hello");
-    await bob.waitFor(/alice@localhost\/k: signed hello/);
-    alice.say("/quit");
-    await bob.waitFor(/session ended by peer/);
-    bob.say("/quit");
-    assert.deepEqual(await Promise.all([alice.exited, bob.exited]), [0, 0]);
+    await exchangeAndQuit(alice, bob, "k", "signed hello");
   } finally {
     alice.p.kill();
     bob.p.kill();
@@ -133,34 +144,15 @@ test("keys create + chat --messages 3: a key-authenticated SIGMA-I session throu
 });
 
 test("chat publishes the user's key (XEP-0189) and a peer fetches it, so 'hash' identification works on first contact", { timeout: 60_000 }, async () => {
-  for (const user of ["alice", "bob"]) {
-    const r = spawnSync(process.execPath, [BIN, "keys", "create", "--jid", `${user}@localhost`, "--alg", "ed25519", "--store", join(dir, `${user}-pep.db`)], {
-      encoding: "utf8",
-      timeout: 30_000,
-    });
-    assert.equal(r.status, 0, r.stdout + r.stderr);
-  }
-  const run = (user: string, pass: string, extra: string[]) =>
-    new Proc(
-      spawn(
-        process.execPath,
-        [BIN, "chat", "--jid", `${user}@localhost/pep`, "--service", server.service, "--store", join(dir, `${user}-pep.db`), "--auth", "hash", ...extra],
-        { env: { ...process.env, XMPP_E2E_PASSWORD: pass } },
-      ),
-    );
+  createKeys("pep");
   // Bob logs in first and publishes his key; Alice has never seen it.
-  const bob = run("bob", "b-pw", []);
+  const bob = keyedChat("bob", "b-pw", "pep", ["--auth", "hash"]);
   await bob.waitFor(/connected as bob@localhost\/pep/);
   await new Promise((r) => setTimeout(r, 500));
-  const alice = run("alice", "a-pw", ["--to", "bob@localhost/pep", "--messages", "3"]);
+  const alice = keyedChat("alice", "a-pw", "pep", ["--auth", "hash", "--to", "bob@localhost/pep", "--messages", "3"]);
   try {
     await alice.waitFor(/bob@localhost\/pep's key: accepted \(/);
-    alice.say("hash-identified hello");
-    await bob.waitFor(/alice@localhost\/pep: hash-identified hello/);
-    alice.say("/quit");
-    await bob.waitFor(/session ended by peer/);
-    bob.say("/quit");
-    assert.deepEqual(await Promise.all([alice.exited, bob.exited]), [0, 0]);
+    await exchangeAndQuit(alice, bob, "pep", "hash-identified hello");
   } finally {
     alice.p.kill();
     bob.p.kill();
