@@ -9,7 +9,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { ClientEvent } from "../../src/client/secure-client.js";
-import { fromBase64, toBase64, utf8 } from "../../src/core/bytes.js";
+import { equalBytes, fromBase64, toBase64, utf8 } from "../../src/core/bytes.js";
+import { BlockCounter } from "../../src/esession/keys.js";
 import { nodeCrypto } from "../../src/crypto/node.js";
 import { normalizedKey } from "../../src/esession/identity.js";
 import { el, NS, normalize, parseXml } from "../../src/xml/index.js";
@@ -255,14 +256,39 @@ test("3.8 Repudiability: published old MAC keys let anyone forge a valid MAC for
   await p.settle();
   const old = p.relayed.flatMap((r) => r.stanza.getChild("c", NS.c)?.getChildren("old").map((o) => fromBase64(o.getText())) ?? []);
   assert.ok(old.length > 0, "no old MAC key was published");
-  // With a published KM, anyone computes a valid a_mac over arbitrary content: the MAC
-  // no longer proves who wrote the transcript (and no stanza carries a signature).
-  const km = old[0];
-  assert.ok(km);
-  const forged = normalize([el("data", {}, toBase64(utf8("anything at all")))]);
-  const mac = nodeCrypto.hmac("sha256", km, forged, Uint8Array.of(1));
-  assert.equal(mac.length, 32);
-  assert.ok(!p.relayed.some((r) => r.text.includes("SignatureValue")));
+  // What an eavesdropper has: every relayed <c/> and the initial counter C_A, which Bob's
+  // response form carries in the clear (C_B = C_A xor 2^127). With a published KM and that
+  // counter, a MAC of a past stanza verifies: so does one over any content the
+  // eavesdropper chooses, and the transcript proves nothing about its author.
+  const hash = (p.aliceEvents.find((e) => e.type === "established") as { options: { hash: "sha256" | "sha512" } }).options.hash;
+  const response = p.relayed.find((r) => r.stanza.getChild("feature", NS.featureNeg)?.getChild("x", NS.data)?.attrs.type === "submit");
+  const counterField = response?.stanza.getChild("feature", NS.featureNeg)?.getChild("x", NS.data)?.getChildren("field").find((f) => f.attrs.var === "counter");
+  const cA = BlockCounter.fromBytes(fromBase64(counterField?.getChildText("value") ?? "") ?? new Uint8Array(16));
+  const encrypted = p.relayed.filter((r) => r.stanza.getChild("c", NS.c) && !r.stanza.getChild("c", NS.c)?.getChild("old"));
+  let verified: { km: Uint8Array; counter: Uint8Array; content: string } | undefined;
+  search: for (const km of old) {
+    if (!km) continue;
+    for (const r of encrypted) {
+      const c = r.stanza.getChild("c", NS.c);
+      const mac = fromBase64(c?.getChildText("mac") ?? "");
+      const content = normalize((c?.children ?? []).filter((k): k is import("../../src/xml/index.js").Element => typeof k !== "string" && k.name !== "mac"));
+      for (const start of [cA, cA.flipTopBit()]) {
+        const ctr = start.clone();
+        for (let i = 0; i < 64; i++, ctr.advance(1)) {
+          if (mac && equalBytes(nodeCrypto.hmac(hash, km, content, ctr.mpi()), mac)) {
+            verified = { km, counter: ctr.mpi(), content };
+            break search;
+          }
+        }
+      }
+    }
+  }
+  assert.ok(verified, "no published MAC key authenticates a relayed stanza");
+  const forged = normalize([el("data", {}, toBase64(utf8("words never said")))]);
+  const forgedMac = nodeCrypto.hmac(hash, verified.km, forged, verified.counter);
+  assert.equal(forgedMac.length, hash === "sha256" ? 32 : 64);
+  assert.notDeepEqual(forged, verified.content);
+  assert.ok(!p.relayed.some((r) => r.text.includes("SignatureValue")), "a stanza carried a signature");
 });
 
 test("3.9 Robustness: the keys depend on DH, the retained secret and the other secret together", async () => {
