@@ -6,14 +6,12 @@
  * way"). `take` is one DELETE ... RETURNING: a set is handed out at most once.
  * Errors are StoreError without the driver's message.
  */
-import { chmodSync, existsSync, mkdirSync } from "node:fs";
-import { dirname, resolve } from "node:path";
-import Database from "better-sqlite3";
 import { fromBase64, toBase64 } from "../core/bytes.js";
 import type { Jid } from "../core/types.js";
 import { isDhGroup } from "../crypto/provider.js";
 import type { OfflineStore, StoredOfflineSecret } from "./offline.js";
 import { StoreError } from "./types.js";
+import { openDatabaseFile, toStoreError } from "./sqlite-file.js";
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS offline_secrets (
@@ -31,10 +29,6 @@ const SCHEMA = `
   ) WITHOUT ROWID;
 `;
 
-function wrap(op: string, e: unknown): StoreError {
-  const code = e instanceof Error && "code" in e && typeof e.code === "string" ? e.code : undefined;
-  return new StoreError(code !== undefined && /^SQLITE_(CORRUPT|NOTADB)/.test(code) ? "corrupt" : "io", `${op} failed`, code);
-}
 
 interface Body {
   nonce: string;
@@ -78,42 +72,28 @@ function decode(id: string, text: string): StoredOfflineSecret {
 }
 
 export function openSqliteOfflineStore(path: string): OfflineStore {
-  const file = path === ":memory:" ? path : resolve(path);
-  let db: Database.Database;
-  try {
-    if (file !== ":memory:") {
-      const dir = dirname(file);
-      if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
-    }
-    db = new Database(file, { timeout: 5000 });
-    if (file !== ":memory:") chmodSync(file, 0o600);
-    db.pragma("journal_mode = WAL");
-    db.pragma("secure_delete = ON");
-    db.exec(SCHEMA);
-  } catch (e) {
-    throw wrap("open offline store", e);
-  }
+  const db = openDatabaseFile(path, "open offline store", SCHEMA);
   const put = db.prepare("INSERT OR REPLACE INTO offline_secrets (account, id, body, expires_at) VALUES (?, ?, ?, ?)");
   const list = db.prepare("SELECT id, expires_at FROM offline_secrets WHERE account = ?");
   const take = db.prepare("DELETE FROM offline_secrets WHERE account = ? AND id = ? RETURNING body");
   const seen = db.prepare("INSERT OR IGNORE INTO offline_seen (account, k, seen_at) VALUES (?, ?, ?)");
   const expire = db.prepare("DELETE FROM offline_secrets WHERE account = ? AND expires_at <= ? RETURNING id");
   const checkpoint = (): void => {
-    if (file !== ":memory:") db.pragma("wal_checkpoint(TRUNCATE)");
+    if (path !== ":memory:") db.pragma("wal_checkpoint(TRUNCATE)");
   };
   return {
     async put(account: Jid, s: StoredOfflineSecret): Promise<void> {
       try {
         put.run(account, s.id, encode(s), s.expiresAt);
       } catch (e) {
-        throw wrap("put", e);
+        throw toStoreError("put", e);
       }
     },
     async list(account: Jid) {
       try {
         return (list.all(account) as { id: string; expires_at: number }[]).map((r) => ({ id: r.id, expiresAt: r.expires_at }));
       } catch (e) {
-        throw wrap("list", e);
+        throw toStoreError("list", e);
       }
     },
     async take(account: Jid, id: string) {
@@ -122,7 +102,7 @@ export function openSqliteOfflineStore(path: string): OfflineStore {
         row = take.get(account, id) as { body: string } | undefined;
         checkpoint();
       } catch (e) {
-        throw wrap("take", e);
+        throw toStoreError("take", e);
       }
       return row ? decode(id, row.body) : undefined;
     },
@@ -130,7 +110,7 @@ export function openSqliteOfflineStore(path: string): OfflineStore {
       try {
         return seen.run(account, key, now).changes === 1;
       } catch (e) {
-        throw wrap("markSeen", e);
+        throw toStoreError("markSeen", e);
       }
     },
     async expire(account: Jid, now: number) {
@@ -139,7 +119,7 @@ export function openSqliteOfflineStore(path: string): OfflineStore {
         if (ids.length) checkpoint();
         return ids;
       } catch (e) {
-        throw wrap("expire", e);
+        throw toStoreError("expire", e);
       }
     },
     async close() {

@@ -8,11 +8,9 @@
  * key makes check-and-record one atomic statement. Errors are StoreError without the
  * driver's message (ids and JIDs never reach logs).
  */
-import { chmodSync, existsSync, mkdirSync } from "node:fs";
-import { dirname, resolve } from "node:path";
-import Database from "better-sqlite3";
 import type { ReplayCache } from "./replay.js";
 import { StoreError } from "./types.js";
+import { openDatabaseFile, toStoreError } from "./sqlite-file.js";
 
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS e2e_replay (
@@ -25,27 +23,10 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS e2e_replay_by_age ON e2e_replay (seen_at);
 `;
 
-function wrap(op: string, e: unknown): StoreError {
-  const code = e instanceof Error && "code" in e && typeof e.code === "string" ? e.code : undefined;
-  return new StoreError(code !== undefined && /^SQLITE_(CORRUPT|NOTADB)/.test(code) ? "corrupt" : "io", `${op} failed`, code);
-}
 
 /** Opens (creating if needed) a replay cache in `path`, or in memory with ":memory:". */
 export function openSqliteReplayCache(path: string): ReplayCache {
-  const file = path === ":memory:" ? path : resolve(path);
-  let db: Database.Database;
-  try {
-    if (file !== ":memory:") {
-      const dir = dirname(file);
-      if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
-    }
-    db = new Database(file, { timeout: 5000 });
-    if (file !== ":memory:") chmodSync(file, 0o600);
-    db.pragma("journal_mode = WAL");
-    db.exec(SCHEMA);
-  } catch (e) {
-    throw wrap("open replay cache", e);
-  }
+  const db = openDatabaseFile(path, "open replay cache", SCHEMA);
   const insert = db.prepare("INSERT OR IGNORE INTO e2e_replay (account, sender, id, seen_at) VALUES (?, ?, ?, ?)");
   const del = db.prepare("DELETE FROM e2e_replay WHERE seen_at < ?");
   let closed = false;
@@ -59,7 +40,7 @@ export function openSqliteReplayCache(path: string): ReplayCache {
       try {
         return insert.run(account, sender, id, now).changes === 1;
       } catch (e) {
-        throw wrap("checkAndRecord", e);
+        throw toStoreError("checkAndRecord", e);
       }
     },
     async expire(before) {
@@ -67,7 +48,7 @@ export function openSqliteReplayCache(path: string): ReplayCache {
       try {
         return del.run(before).changes;
       } catch (e) {
-        throw wrap("expire", e);
+        throw toStoreError("expire", e);
       }
     },
     async close() {

@@ -15,8 +15,7 @@
  * Schema v2 adds the identity and trust tables (XEP-0116 sections 7.3, 7.4, 14; see
  * ./sqlite-trust.ts and ./trust-types.ts).
  */
-import { chmodSync, closeSync, constants, existsSync, fchmodSync, mkdirSync, openSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { resolve } from "node:path";
 import Database from "better-sqlite3";
 import { bareJid, type Clock, type Jid } from "../core/types.js";
 import {
@@ -29,6 +28,7 @@ import {
   validateReplaceArgs,
   validateTime,
 } from "./types.js";
+import { prepareFile, toStoreError } from "./sqlite-file.js";
 import { TRUST_MIGRATION_SQL, TrustTables } from "./sqlite-trust.js";
 import type { FullStore, PeerKey, PutIdentityArgs, RecordKeySeenArgs, StoredIdentity } from "./trust-types.js";
 
@@ -81,24 +81,6 @@ const MIGRATIONS: readonly Migration[] = [
 export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
 
 const COLUMNS = "id, account, peer, secret, created_at, verified_chain";
-const CORRUPT_CODES = /^SQLITE_(CORRUPT|NOTADB|FORMAT)/;
-
-function errorCode(e: unknown): string | undefined {
-  return e instanceof Error && "code" in e && typeof e.code === "string" ? e.code : undefined;
-}
-
-/**
- * Maps any failure to a StoreError carrying only the operation and the driver's code:
- * the driver's message is dropped so nothing read or written can leak into logs.
- * Argument-validation errors (RangeError) and StoreErrors pass through unchanged.
- */
-function toStoreError(op: string, e: unknown): Error {
-  if (e instanceof StoreError || e instanceof RangeError) return e;
-  const code = errorCode(e);
-  const condition = code !== undefined && CORRUPT_CODES.test(code) ? "corrupt" : "io";
-  return new StoreError(condition, `${op} failed`, code);
-}
-
 function corrupt(what: string): StoreError {
   return new StoreError("corrupt", `malformed ${what} row in the database`);
 }
@@ -132,23 +114,6 @@ function toRetainedSecret(row: unknown): RetainedSecret {
     createdAt,
     verifiedChain: verified === 1,
   });
-}
-
-/** Creates the directory (0700) if missing and the file (0600), tightening an existing file. */
-function prepareFile(path: string): void {
-  const dir = dirname(path);
-  if (!existsSync(dir)) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    chmodSync(dir, 0o700); // the umask may have removed bits; never add group/other ones
-  }
-  const fd = openSync(path, constants.O_RDWR | constants.O_CREAT, 0o600);
-  try {
-    fchmodSync(fd, 0o600);
-  } finally {
-    closeSync(fd);
-  }
-  // SQLite gives -wal/-shm the main file's mode, but tighten leftovers from older runs.
-  for (const side of [`${path}-wal`, `${path}-shm`]) if (existsSync(side)) chmodSync(side, 0o600);
 }
 
 function migrate(db: Database.Database, clock: Clock): void {
