@@ -409,7 +409,6 @@ export class ESession {
       case "awaiting-alice-identity":
       case "awaiting-alice-identity-3":
       case "awaiting-bob-identity":
-        return s.deadline;
       case "awaiting-terminate-ack":
         return s.deadline;
       case "active":
