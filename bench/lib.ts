@@ -243,3 +243,53 @@ export function writeResults(figures: readonly ResultRecord[], path: string = DE
   renameSync(tmp, path);
   return doc;
 }
+
+/** How {@link interleaved} samples a figure. */
+export interface InterleavedOptions {
+  readonly unit: Unit;
+  /** Rounds; each takes one sample of the baseline and one of the subject. */
+  readonly rounds: number;
+  /** Minimum duration of one sample. */
+  readonly sampleMs: number;
+  /** Bytes per op, for byte units. */
+  readonly bytesPerOp?: number;
+}
+
+/** Untimed warmup before a figure's first round (JIT, caches, batch sizing). */
+const FIRST_WARMUP_MS = 300;
+/** Warmup of later rounds: only re-sizes the batch; the code is already hot. */
+const ROUND_WARMUP_MS = 30;
+
+function summarize(name: string, unit: Unit, rates: readonly number[]): Measurement {
+  return { name, unit, median: median(rates), min: Math.min(...rates), max: Math.max(...rates) };
+}
+
+/**
+ * Measures subject and baseline in interleaved rounds (one sample each per round, in
+ * ABBA order), so that load from other processes on a shared machine affects both alike,
+ * and compares the medians over the rounds. Subjects may be sync or async.
+ */
+export async function interleaved(
+  name: string,
+  subject: () => unknown,
+  baselineName: string,
+  baseline: () => unknown,
+  opts: InterleavedOptions,
+): Promise<Figure> {
+  const subjectRates: number[] = [];
+  const baselineRates: number[] = [];
+  for (let round = 0; round < opts.rounds; round++) {
+    const order = round % 2 === 0 ? (["baseline", "subject"] as const) : (["subject", "baseline"] as const);
+    for (const which of order) {
+      const m = await measure(which === "subject" ? name : baselineName, which === "subject" ? subject : baseline, {
+        unit: opts.unit,
+        minTimeMs: opts.sampleMs,
+        samples: 1,
+        warmupMs: round === 0 ? FIRST_WARMUP_MS : ROUND_WARMUP_MS,
+        ...(opts.bytesPerOp !== undefined ? { bytesPerOp: opts.bytesPerOp } : {}),
+      });
+      (which === "subject" ? subjectRates : baselineRates).push(m.median);
+    }
+  }
+  return compare(summarize(name, opts.unit, subjectRates), summarize(baselineName, opts.unit, baselineRates));
+}
