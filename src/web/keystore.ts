@@ -10,8 +10,9 @@
  *
  * Limitation (told to the user): the ESession cores sign synchronously
  * (SigningIdentity.sign), and WebCrypto signs asynchronously, so the browser negotiates
- * with init_pubkey/resp_pubkey 'none' and the SAS (XEP-0217); `sign()` is here for the
- * asynchronous signing step the core needs to use this key.
+ * with init_pubkey/resp_pubkey 'none' and the SAS (XEP-0217) for now. `asyncSigner()`
+ * gives the key the shape of SigningIdentity with a Promise-returning `sign`
+ * ({@link AsyncSigningIdentity}), ready for the asynchronous signing step of the core.
  *
  * Spec: W3C Web Cryptography API (generateKey, exportKey 'raw' of a public key, sign with
  * Ed25519 per RFC 8032), IndexedDB 3.0 (CryptoKey is serializable), XEP-0116 v0.16
@@ -20,7 +21,9 @@
  */
 import { toBase64 } from "../core/bytes.js";
 import type { CryptoProvider } from "../crypto/provider.js";
+import { SIGN_ALG_URI } from "../identity/keys.js";
 import { buildKeyValue, fingerprint } from "../identity/keyvalue.js";
+import type { Element } from "../xml/index.js";
 
 const DB = "xmpp-e2e";
 const STORE = "identity";
@@ -77,4 +80,22 @@ export async function identityFingerprint(c: CryptoProvider, id: BrowserIdentity
 /** Signs with the non-extractable key (RFC 8032 Ed25519). */
 export async function sign(id: BrowserIdentity, data: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await crypto.subtle.sign({ name: "Ed25519" }, id.privateKey, new Uint8Array(data)));
+}
+
+/**
+ * SigningIdentity (src/esession/identity.ts) with an asynchronous `sign`, the form a
+ * WebCrypto key can take: the xmldsig algorithm URI (RFC 9231 eddsa-ed25519), the public
+ * half as an XML-DSig <KeyValue/> (the Ed25519 <ECKeyValue/> form, as
+ * docs/identity-and-trust.md), and a signer that never exposes the private key.
+ */
+export interface AsyncSigningIdentity {
+  readonly signAlg: string;
+  readonly keyValue: Element;
+  sign(data: Uint8Array): Promise<Uint8Array>;
+}
+
+/** The identity key as an {@link AsyncSigningIdentity}. */
+export async function asyncSigner(id: BrowserIdentity): Promise<AsyncSigningIdentity> {
+  const keyValue = buildKeyValue({ type: "ed25519", publicKey: toBase64(await publicKeyBytes(id)) });
+  return { signAlg: SIGN_ALG_URI.ed25519, keyValue, sign: (data) => sign(id, data) };
 }
