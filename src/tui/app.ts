@@ -19,6 +19,10 @@
  *   comes from our own account), subscriptions (3.1, 3.2: "subscribed" pre-approval when we
  *   asked first), presence (4.7) with XEP-0115 caps to show which contacts run xmpp-e2e.
  * - RFC 6120 8.4: an iq get/set nobody serves is answered with service-unavailable.
+ * - draft-ietf-xmpp-e2e-03 / RFC 3923 through an injected ObjectChannel (./objects.ts):
+ *   /object sends one message signed and encrypted with S/MIME; received <e2e/> objects
+ *   are shown with the indicator "[object]"; certificate key alerts (XEP-0116 7.4) are
+ *   alerts with /trust N like ESession keys.
  */
 import { basename, join } from "node:path";
 import { createReadStream, createWriteStream, existsSync, mkdirSync, statSync } from "node:fs";
@@ -33,6 +37,7 @@ import { describeAlert, type TrustAlert, type TrustManager, type TrustVerdict } 
 import { el, type Element, NS } from "../xml/index.js";
 import type { XtlsClient, XtlsTunnel } from "../xtls/client.js";
 import { COMMANDS, helpLines } from "./commands.js";
+import type { ObjectChannel, ObjectChannelEvent } from "./objects.js";
 import { type Alert, bestResource, type Conversation, Model } from "./model.js";
 
 const NS_ROSTER = "jabber:iq:roster";
@@ -58,6 +63,8 @@ export interface TuiAppOptions {
   readonly client?: Omit<SecureClientOptions, "connection" | "store" | "trust" | "handlesUnprotectedIq">;
   /** File transfer over XTLS; /send is unavailable without it. */
   readonly xtls?: XtlsClient;
+  /** Object encryption (RFC 3923); /object is unavailable without it. */
+  readonly objects?: ObjectChannel;
   /** Where received files go (created on demand). */
   readonly downloads: string;
   readonly now?: () => number;
@@ -98,7 +105,12 @@ export class TuiApp {
     });
     o.xtls?.on((e) => {
       if (e.type === "tunnel") void this.receiveFile(e.tunnel);
-      else this.model.say(bareJid(e.peer), "error", `XTLS tunnel failed: ${e.error.message}`);
+      else if ("error" in e) this.model.say(bareJid(e.peer), "error", `XTLS tunnel failed: ${e.error.message}`);
+      // Other XtlsClient events (e.g. a transport fallback) need no action from the user.
+      this.changed();
+    });
+    o.objects?.on((e) => {
+      this.onObjectEvent(e);
       this.changed();
     });
   }
@@ -124,6 +136,9 @@ export class TuiApp {
       this.model.say(undefined, "warn", "the server did not return the contact list");
     }
     await this.client.announce();
+    // Publishing our S/MIME certificate to our contacts runs in the background.
+    if (this.o.objects)
+      this.o.objects.start().catch(() => this.model.say(undefined, "warn", "could not publish your S/MIME certificate: /object messages to you cannot be encrypted"));
     this.changed();
   }
 
@@ -135,6 +150,7 @@ export class TuiApp {
   async close(): Promise<void> {
     await this.client.close();
     this.o.xtls?.detach();
+    await this.o.objects?.close();
     for (const o of this.offers.values()) o.resolve(false);
   }
 
@@ -230,6 +246,9 @@ export class TuiApp {
       }
       case "fingerprint":
         this.fingerprints();
+        return;
+      case "object":
+        await this.sendObject(conv(), arg);
         return;
       case "send":
         // In the background: it waits for the peer (and for our own answers to alerts).
@@ -401,6 +420,7 @@ export class TuiApp {
   private fingerprints(): void {
     const a = this.model.active;
     this.model.say(a, "info", `your key: ${this.model.ownFingerprint ?? "(none: sessions are verified by SAS only)"}`);
+    if (this.o.objects?.fingerprint) this.model.say(a, "info", `your S/MIME certificate key (object encryption): ${this.o.objects.fingerprint}`);
     if (a !== undefined) {
       const c = this.model.conversation(a);
       this.model.say(a, "info", `${a}'s key: ${c.fingerprint ?? "(none presented in this session)"}`);
@@ -420,6 +440,13 @@ export class TuiApp {
     if (!a) throw new TuiError("not-found", `no alert ${id} (see /alerts)`);
     if ((a.kind !== "key-changed" && a.kind !== "key-shared") || a.fingerprint === undefined)
       throw new TuiError("usage", `alert ${id} is not about a key to accept`);
+    if (a.scope === "object") {
+      if (!this.o.objects) throw new TuiError("usage", "object encryption is not available");
+      await this.o.objects.accept(a.bare, a.fingerprint);
+      this.model.dismiss(id);
+      this.model.say(a.bare, "info", `certificate key ${a.fingerprint} accepted for ${a.bare} (object encryption)`);
+      return;
+    }
     await this.o.trust.accept(bareJid(parseJid(this.model.account)), a.bare, a.fingerprint, this.now());
     this.model.dismiss(id);
     this.model.say(a.bare, "info", `key ${a.fingerprint} accepted for ${a.bare}; /encrypt to start a new session`);
@@ -452,6 +479,63 @@ export class TuiApp {
     this.model.say(a.bare, "warn", `[${full.id}] ${a.text}  -> ${full.actions.join(" | ")}`);
   }
 
+  // ---- object encryption (RFC 3923) ----
+
+  private async sendObject(c: Conversation, text: string): Promise<void> {
+    const objects = this.o.objects;
+    if (!objects) throw new TuiError("usage", "object encryption is not available in this client");
+    if (!text) throw new TuiError("usage", "usage: /object TEXT");
+    this.model.say(c.bare, "info", `signing and encrypting for ${c.bare} (S/MIME) ...`);
+    this.changed();
+    try {
+      await objects.send(c.bare, text);
+      this.model.say(c.bare, "out", text, "object");
+    } catch (e) {
+      const cond = typeof e === "object" && e !== null && "condition" in e ? String((e as { condition: unknown }).condition) : "";
+      const why = cond === "no-recipient-certificate" ? `no trusted certificate for ${c.bare} (they must run an S/MIME client and share presence with you; see /alerts)` : e instanceof Error ? e.message : String(e);
+      this.model.say(c.bare, "error", `NOT sent (object encryption): ${why}: ${text}`);
+    }
+  }
+
+  private onObjectEvent(e: ObjectChannelEvent): void {
+    switch (e.type) {
+      case "message": {
+        const how = [e.signed ? "signed" : "", e.encrypted ? "encrypted" : ""].filter(Boolean).join("+");
+        this.model.say(e.from, "in", e.body, "object");
+        if (!e.encrypted) this.model.say(e.from, "warn", `that message was only ${how || "neither signed nor encrypted"}: others could read it`);
+        if (this.model.active === undefined) this.model.active = e.from;
+        return;
+      }
+      case "alert": {
+        const a = e.alert;
+        if (a.kind === "sas-never-confirmed") return;
+        const bare = bareJid(e.peer);
+        const text = `${describeAlert(a).replace(/^WARNING: /, "")} (S/MIME certificate)`;
+        const fingerprint = a.kind === "key-changed" ? a.presented : a.kind === "key-shared" || a.kind === "key-revoked" ? a.fingerprint : undefined;
+        const accept = a.kind === "key-changed" || a.kind === "key-shared";
+        this.raise({ kind: a.kind, bare, text, scope: "object", ...(fingerprint ? { fingerprint } : {}) }, (id) => (accept ? [`/trust ${id}`, `/dismiss ${id}`] : [`/dismiss ${id}`]));
+        return;
+      }
+      case "rejected": {
+        let bare: Jid | undefined;
+        try {
+          bare = e.from ? bareJid(parseJid(e.from)) : undefined;
+        } catch {
+          bare = undefined;
+        }
+        this.model.say(bare, "error", `an object-encrypted message${e.from ? ` from ${e.from}` : ""} was refused: ${e.condition}`);
+        return;
+      }
+      case "peer-error":
+        this.model.say(undefined, "error", `${e.peer ?? "the peer"} could not open your object-encrypted message: ${e.condition}${e.unsupported ? " (their client does not support it)" : ""}`);
+        return;
+      default: {
+        const never: never = e;
+        return never;
+      }
+    }
+  }
+
   // ---- ESession events ----
 
   private onClientEvent(e: ClientEvent): void {
@@ -469,6 +553,7 @@ export class TuiApp {
         c.trust = undefined;
         if (this.model.active === undefined) this.model.active = bare;
         this.model.say(bare, "info", `encrypted: Encrypted Session with ${e.peer} (${suiteLabel(e.options)})`);
+        if (e.retainedSecretMatched) this.model.say(bare, "info", "this session continues your previous one with them (retained secret matched)");
         if (e.sas !== undefined) this.model.say(bare, "info", `SAS: ${e.sas}  compare it with ${bare} (voice, in person), then /confirm or /reject`);
         return;
       }
@@ -597,7 +682,8 @@ export class TuiApp {
         return;
       }
       if (s.getChild("e2e", "urn:ietf:params:xml:ns:xmpp-e2e")) {
-        this.model.say(bare, "info", "an RFC 3923 object-encrypted message arrived (open it with `xmpp-e2e object chat`)");
+        if (this.o.objects) this.background(this.o.objects.receive(s));
+        else this.model.say(bare, "info", "an RFC 3923 object-encrypted message arrived; this client cannot open it (the terminal client can)");
         return;
       }
       const body = s.getChildText("body");

@@ -30,6 +30,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   { name: "trust-cert", args: "N", help: "trust the unverified XTLS certificate of alert N (leap of faith; it is pinned)", group: "trust" },
   { name: "dismiss", args: "N", help: "close alert N without acting on it (a refused certificate or file stays refused)", group: "trust" },
   { name: "fingerprint", args: "", help: "show your key's fingerprint and your contact's", group: "trust" },
+  { name: "object", args: "TEXT", help: "send one message signed and encrypted with S/MIME (RFC 3923 object encryption; works without a session)", group: "encryption" },
   { name: "send", args: "FILE", help: "send a file over an XTLS tunnel (TLS over Jingle in-band bytestreams)", group: "files" },
   { name: "accept", args: "N", help: "accept the file offered in alert N", group: "files" },
   { name: "add", args: "JID [NAME]", help: "add a contact and ask to see its presence", group: "contacts" },

@@ -34,6 +34,14 @@ export interface ResolvedConfig extends Required<Omit<TuiConfig, "profile">> {
   readonly xtlsIdentity: string;
   /** Pinned XTLS certificates (JSON, 0600). */
   readonly xtlsPins: string;
+  /** The S/MIME certificate and key for object encryption, RFC 3923 (PEM, 0600). */
+  readonly smimeIdentity: string;
+  /** Peers' S/MIME certificates (JSON, 0600). */
+  readonly smimeCertificates: string;
+  /** Trust decisions about peers' certificate keys (SQLite, 0600): apart from the ESession keys of the same JIDs. */
+  readonly smimeTrust: string;
+  /** Ids of received objects (replay detection, RFC 3923 section 6.9; SQLite, 0600). */
+  readonly smimeReplay: string;
 }
 
 export function defaultConfigPath(env: NodeJS.ProcessEnv = process.env): string {
@@ -114,6 +122,10 @@ export function resolveConfig(path: string, c: TuiConfig): ResolvedConfig {
     path: resolve(path),
     xtlsIdentity: join(dir, `${bare}.xtls.pem`),
     xtlsPins: join(dir, `${bare}.xtls-pins.json`),
+    smimeIdentity: join(dir, `${bare}.smime.pem`),
+    smimeCertificates: join(dir, `${bare}.smime-certs.json`),
+    smimeTrust: join(dir, `${bare}.smime-trust.db`),
+    smimeReplay: join(dir, `${bare}.smime-replay.db`),
   };
 }
 

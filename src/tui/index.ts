@@ -13,10 +13,11 @@ import { dirname } from "node:path";
 import { parseArgs } from "node:util";
 import { keyVerifier, signingIdentity } from "../client/keys.js";
 import { bareJid, jidParts, parseJid } from "../core/types.js";
-import { nodeCrypto } from "../crypto/node.js";
+import { nodeCrypto, systemClock, systemRandom } from "../crypto/node.js";
 import type { PubkeyMethod } from "../esession/identity.js";
 import { Keyring } from "../identity/keyring.js";
 import { keyValueElement } from "../identity/keyvalue.js";
+import { openSqliteReplayCache } from "../store/replay-sqlite.js";
 import { openSqliteStore } from "../store/sqlite.js";
 import { TrustManager } from "../trust/index.js";
 import { generateIdentity, loadIdentity, type XtlsIdentity } from "../xtls/cert.js";
@@ -24,6 +25,7 @@ import { XtlsClient } from "../xtls/client.js";
 import { FileTrustStore } from "../xtls/trust.js";
 import { TuiApp, TuiError } from "./app.js";
 import { defaultConfigPath, readConfig, type TuiConfig, writeConfig } from "./config.js";
+import { loadOrCreateSmimeIdentity, ObjectMessaging } from "./objects.js";
 import { promptHidden, runFullScreen, runLineMode } from "./terminal.js";
 
 export { TuiApp, TuiError } from "./app.js";
@@ -32,6 +34,8 @@ export { Model, bestResource } from "./model.js";
 export type { Alert, Contact, Conversation, Line, Protection, Verification } from "./model.js";
 export { render, paint, protectionText } from "./screen.js";
 export { COMMANDS, helpLines } from "./commands.js";
+export { ObjectMessaging, loadOrCreateSmimeIdentity } from "./objects.js";
+export type { ObjectChannel, ObjectChannelEvent, ObjectMessagingOptions } from "./objects.js";
 export { readConfig, writeConfig, defaultConfigPath, validateConfig } from "./config.js";
 export type { TuiConfig, ResolvedConfig } from "./config.js";
 
@@ -131,6 +135,17 @@ export async function runTui(argv: string[], io: TuiIo = { input: process.stdin,
     const known = await store.listPeerKeys(account);
     const offer: PubkeyMethod[] = identity ? ["key", "none"] : ["none"];
     const xtlsId = await xtlsIdentity(cfg.xtlsIdentity, account);
+    // RFC 3923 object encryption: an S/MIME certificate created once, its own trust database.
+    const objects = new ObjectMessaging({
+      connection: conn,
+      identity: await loadOrCreateSmimeIdentity(cfg.smimeIdentity, account, { clock: systemClock, random: systemRandom }),
+      trustStore: openSqliteStore(cfg.smimeTrust),
+      certificatesPath: cfg.smimeCertificates,
+      replay: openSqliteReplayCache(cfg.smimeReplay),
+      crypto: nodeCrypto,
+      clock: systemClock,
+      random: systemRandom,
+    });
     let app: TuiApp | undefined;
     const xtls = new XtlsClient({
       connection: conn,
@@ -144,6 +159,7 @@ export async function runTui(argv: string[], io: TuiIo = { input: process.stdin,
       store,
       trust,
       xtls,
+      objects,
       downloads: cfg.downloads,
       client: {
         profile: cfg.profile,

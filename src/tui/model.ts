@@ -28,14 +28,16 @@ export type Verification =
   /** Not applicable (not encrypted). */
   | "n/a";
 
+export type Via = "esession" | "object" | "clear";
+
 export type LineKind = "in" | "out" | "info" | "warn" | "error" | "unprotected";
 
 export interface Line {
   readonly at: number;
   readonly kind: LineKind;
   readonly text: string;
-  /** For in/out: how the message travelled. */
-  readonly via?: "esession" | "clear";
+  /** For in/out: how the message travelled (ESession stanza encryption, RFC 3923 object, or in the clear). */
+  readonly via?: Via;
 }
 
 export interface Transfer {
@@ -106,6 +108,8 @@ export interface Alert {
   readonly actions: readonly string[];
   /** The fingerprint the alert is about (key-changed, key-shared, certificate). */
   readonly fingerprint?: string;
+  /** Which keys it is about: ESession identity keys (default) or S/MIME certificate keys. */
+  readonly scope?: "esession" | "object";
 }
 
 export class Model {
@@ -154,7 +158,7 @@ export class Model {
   }
 
   /** Adds a line to `bare`'s conversation (or the console when undefined). */
-  say(bare: Jid | undefined, kind: LineKind, text: string, via?: "esession" | "clear"): void {
+  say(bare: Jid | undefined, kind: LineKind, text: string, via?: Via): void {
     const line: Line = { at: this.now(), kind, text, ...(via ? { via } : {}) };
     if (bare === undefined) {
       this.console.push(line);
@@ -169,7 +173,7 @@ export class Model {
 
   alert(a: Omit<Alert, "id">): Alert {
     // One open alert per (peer, kind, fingerprint): a reminder is not repeated on screen.
-    const same = this.alerts.find((x) => x.bare === a.bare && x.kind === a.kind && x.fingerprint === a.fingerprint);
+    const same = this.alerts.find((x) => x.bare === a.bare && x.kind === a.kind && x.fingerprint === a.fingerprint && x.scope === a.scope);
     if (same) return same;
     const full: Alert = { ...a, id: this.nextAlert++ };
     this.alerts.push(full);

@@ -73,13 +73,19 @@ function hhmm(at: number): string {
   return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
 }
 
-function lineText(l: Line, peer: string | undefined): string {
+/** The encrypted-by indicator of a message line: ESession lines follow the header; objects say so. */
+function viaTag(l: Line): string {
+  return l.via === "object" ? " [object]" : "";
+}
+
+/** One conversation line as text, e.g. "12:03 bob@example.org [object]: hi". */
+export function lineText(l: Line, peer: string | undefined): string {
   const t = hhmm(l.at);
   switch (l.kind) {
     case "in":
-      return `${t} ${peer ?? "them"}: ${l.text}`;
+      return `${t} ${peer ?? "them"}${viaTag(l)}: ${l.text}`;
     case "out":
-      return `${t} me: ${l.text}`;
+      return `${t} me${viaTag(l)}: ${l.text}`;
     case "unprotected":
       return `${t} [NOT ENCRYPTED] ${peer ?? "them"}: ${l.text}`;
     case "info":

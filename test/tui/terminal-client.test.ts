@@ -3,7 +3,8 @@
  * `xmpp-e2e tui` in terminals (tmux windows) against a real Prosody on loopback. Alice
  * creates her account file with --init and types her password at the prompt; they add
  * each other, see presence, Alice types a message (an Encrypted Session is negotiated
- * first), both see the same SAS and confirm it, a file goes over XTLS with a progress bar
+ * first), both see the same SAS and confirm it, they exchange S/MIME-encrypted objects
+ * (RFC 3923), a file goes over XTLS with a progress bar
  * and the certificate alerts, then Bob comes back with a new key and Alice gets the
  * key-changed alert and acts on it.
  *
@@ -55,7 +56,7 @@ async function bobTerminal(name: string, configDir: string): Promise<Pane> {
   return pane;
 }
 
-test("two people chat encrypted in the terminal client: login, presence, SAS, file over XTLS, key-changed alert", { timeout: 150_000 }, async () => {
+test("two people chat encrypted in the terminal client: login, presence, SAS, S/MIME object, file over XTLS, key-changed alert", { timeout: 150_000 }, async () => {
   try {
     await scenario();
   } catch (e) {
@@ -110,6 +111,14 @@ async function scenario(): Promise<void> {
   await bob.waitFor(/ENCRYPTED \(ESession[^\n]*\| VERIFIED/);
   await bob.type("hi Alice, SAS matched");
   await alice.waitFor(/bob@localhost: hi Alice, SAS matched/);
+
+  // --- Object encryption (RFC 3923): one message signed and encrypted with S/MIME, the
+  // certificate fetched from Bob's PEP node; both sides show the "[object]" indicator.
+  await alice.type("/object signed and sealed with S/MIME");
+  await alice.waitFor(/me \[object\]: signed and sealed with S\/MIME/, 30_000);
+  await bob.waitFor(/alice@localhost \[object\]: signed and sealed with S\/MIME/, 30_000);
+  await bob.type("/object and back, as an object");
+  await alice.waitFor(/bob@localhost \[object\]: and back, as an object/, 30_000);
 
   // --- A file over XTLS: Bob accepts it, both take the certificate leap of faith.
   const file = join(dir, "report.bin");
