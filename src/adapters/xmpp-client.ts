@@ -26,17 +26,20 @@ import setupStreamFeatures from "@xmpp/stream-features";
 import setupIqCaller from "@xmpp/iq/caller.js";
 import setupSasl from "@xmpp/sasl";
 import setupResourceBinding from "@xmpp/resource-binding";
-import setupTcp from "@xmpp/tcp";
+import ConnectionTcp from "@xmpp/tcp/lib/Connection.js";
 import setupStarttls from "@xmpp/starttls";
 import saslPlain from "@xmpp/sasl-plain";
 import saslScramSha1 from "@xmpp/sasl-scram-sha-1";
 import SASLFactory from "saslmechanisms";
 import WsSocket, { isSecure as wsIsSecure } from "@xmpp/websocket/lib/Socket.js";
 import ConnectionWebSocket from "@xmpp/websocket/lib/Connection.js";
+import FramedParser from "@xmpp/websocket/lib/FramedParser.js";
 import { WebSocket as NodeWebSocket } from "ws";
 import { parseFullJid, type FullJid } from "../core/types.js";
 import { el, NS, parseXml, serialize, type Element } from "../xml/index.js";
+import { getLimits } from "../limits.js";
 import { AdapterError, StanzaFanout, attrOf, isStanza, type StanzaConnection } from "./connection.js";
+import { limitedParser, StreamLimitError } from "./stream-limits.js";
 
 export type SaslMechanism = "PLAIN" | "SCRAM-SHA-1";
 
@@ -74,8 +77,10 @@ class NodeWsSocket extends WsSocket {
     }
     this.url = url;
     this.secure = wsIsSecure(url);
-    // RFC 7395 section 3.1: the subprotocol is "xmpp".
-    this._attachSocket(new NodeWebSocket(url, ["xmpp"]));
+    // RFC 7395 section 3.1: the subprotocol is "xmpp". One message carries one stanza
+    // (section 3.3.3): a frame larger than the stanza limit (4 bytes per character at
+    // most in UTF-8) is refused by ws itself before it is buffered (close code 1009).
+    this._attachSocket(new NodeWebSocket(url, ["xmpp"], { maxPayload: 4 * getLimits().maxStanzaBytes + 4096 }));
   }
   terminate(): void {
     const inner = this.socket;
@@ -86,6 +91,32 @@ class NodeWsSocket extends WsSocket {
 
 class NodeWsConnection extends ConnectionWebSocket {}
 NodeWsConnection.prototype.Socket = NodeWsSocket as unknown as SocketConstructor;
+
+// Inbound XML limits (./stream-limits.ts) on both transports. The parser class is read
+// when a stream opens, so limits configured before connecting apply.
+type ParserClass = NonNullable<typeof ConnectionWebSocket.prototype.Parser>;
+class LimitedTcpConnection extends ConnectionTcp {}
+const tcpParser = ConnectionTcp.prototype.Parser as ParserClass;
+Object.defineProperty(LimitedTcpConnection.prototype, "Parser", {
+  get: () => limitedParser(tcpParser, false),
+});
+Object.defineProperty(NodeWsConnection.prototype, "Parser", {
+  get: () => limitedParser(FramedParser as unknown as ParserClass, true),
+});
+
+/**
+ * After a parse error @xmpp/connection detaches its parser but the socket may still
+ * deliver data before it closes; its `_onData` would then throw on the missing parser
+ * inside a socket listener (an uncaught exception). Data after the parser is gone is
+ * dropped instead.
+ */
+function guardDataAfterParseError(entity: Client): void {
+  const c = entity as unknown as { _onData(data: unknown): void; parser: unknown };
+  const onData = c._onData.bind(entity);
+  c._onData = (data: unknown) => {
+    if (c.parser !== null && c.parser !== undefined) onData(data);
+  };
+}
 
 // ---- helpers ----
 
@@ -293,8 +324,8 @@ export async function connectXmpp(opts: XmppConnectOptions): Promise<XmppConnect
   const timeoutMs = opts.timeoutMs ?? 10_000;
   const entity = new Client({ service: opts.service, domain: opts.domain, timeout: Math.min(timeoutMs, 5_000) });
 
-  setupTcp({ entity });
-  entity.transports.push(NodeWsConnection);
+  entity.transports.push(LimitedTcpConnection, NodeWsConnection);
+  guardDataAfterParseError(entity);
   const middleware = setupMiddleware({ entity });
   const streamFeatures = setupStreamFeatures({ middleware });
   const iqCaller = setupIqCaller({ middleware, entity });
@@ -323,7 +354,7 @@ export async function connectXmpp(opts: XmppConnectOptions): Promise<XmppConnect
 
   let failure: unknown;
   entity.on("error", (e: unknown) => {
-    failure ??= e;
+    failure ??= e instanceof StreamLimitError ? new AdapterError("connection-failed", `inbound XML refused: ${e.condition}`, { cause: e }) : e;
   });
   // Nagle's algorithm delays a second small write (an ack after a request) by ~40 ms on
   // TCP; stanzas are latency-sensitive, so send them at once (as Prosody does with

@@ -53,3 +53,19 @@ declare module "@xmpp/websocket/lib/Connection.js" {
     socketParameters(service: string): string | undefined;
   }
 }
+
+declare module "@xmpp/tcp/lib/Connection.js" {
+  import Connection from "@xmpp/connection";
+  /** The RFC 6120 TCP transport (`xmpp://host:port`); `prototype.Parser` parses the stream. */
+  import type { Element } from "@xmpp/xml";
+  export default class ConnectionTCP extends Connection {
+    socketParameters(service: string): unknown;
+    headerElement(): Element;
+  }
+}
+
+declare module "@xmpp/websocket/lib/FramedParser.js" {
+  import { Parser } from "@xmpp/xml";
+  /** The RFC 7395 parser: every top-level element is a stanza, <open/> or <close/>. */
+  export default class FramedParser extends Parser {}
+}

@@ -8,39 +8,155 @@
  *
  * Stanzas are ltx Elements; nothing in this project builds XML by string concatenation.
  */
-import { Element, clone, parse, escapeXML, escapeXMLText } from "ltx";
+import { Element, clone, escapeXML, escapeXMLText } from "ltx";
+import SaxLtxModule from "ltx/src/parsers/ltx.js";
+import { getLimits, type Limits } from "../limits.js";
 
 export { Element };
 export type Child = Element | string;
 
+/**
+ * Why a parse failed, named after the RFC 6120 section 4.9.3 stream error a server would
+ * send for it: 4.9.3.13 not-well-formed (syntax, unknown entity, mismatched tags),
+ * 4.9.3.18 restricted-xml (section 11.1: DTDs, entity declarations, which is what makes
+ * entity-expansion and external-entity attacks impossible here) and 4.9.3.14
+ * policy-violation (over a limit of ../limits.ts).
+ */
+export type XmlCondition = "not-well-formed" | "restricted-xml" | "policy-violation";
+
 export class XmlError extends Error {
   override readonly name = "XmlError";
-  readonly condition = "not-well-formed" as const;
-  constructor(reason: string) {
-    super(`not-well-formed: ${reason}`);
+  readonly condition: XmlCondition;
+  constructor(reason: string, condition: XmlCondition = "not-well-formed") {
+    super(`${condition}: ${reason}`);
+    this.condition = condition;
   }
 }
 
-/** Hard limits applied before a parse, so hostile input costs bounded work. */
-export const XML_LIMITS = { maxBytes: 256 * 1024, maxDepth: 64 } as const;
+/** The XML subset of ../limits.ts. */
+export type XmlLimits = Pick<Limits, "maxStanzaBytes" | "maxXmlDepth" | "maxXmlElements" | "maxXmlAttributes" | "maxXmlAttributeBytes">;
+
+/** The XML limits in force (see ../limits.ts; overridable with configureLimits). */
+export function xmlLimits(overrides?: Partial<XmlLimits>): XmlLimits {
+  const l = getLimits();
+  return {
+    maxStanzaBytes: overrides?.maxStanzaBytes ?? l.maxStanzaBytes,
+    maxXmlDepth: overrides?.maxXmlDepth ?? l.maxXmlDepth,
+    maxXmlElements: overrides?.maxXmlElements ?? l.maxXmlElements,
+    maxXmlAttributes: overrides?.maxXmlAttributes ?? l.maxXmlAttributes,
+    maxXmlAttributeBytes: overrides?.maxXmlAttributeBytes ?? l.maxXmlAttributeBytes,
+  };
+}
 
 /**
- * Parses one element. Throws {@link XmlError} on malformed XML, a DOCTYPE or entity
- * declaration, or input beyond {@link XML_LIMITS}.
+ * The default limits as they were before ../limits.ts existed (kept for callers).
+ * @deprecated use {@link xmlLimits}.
  */
-export function parseXml(s: string): Element {
-  if (s.length > XML_LIMITS.maxBytes) throw new XmlError("too large");
-  if (s.includes("<!") && /<!DOCTYPE|<!ENTITY/i.test(s)) throw new XmlError("DTDs are not allowed");
-  let root: Element;
+export const XML_LIMITS = {
+  get maxBytes(): number {
+    return getLimits().maxStanzaBytes;
+  },
+  get maxDepth(): number {
+    return getLimits().maxXmlDepth;
+  },
+};
+
+/** Work done by one parse, for tests that bound work by counting instead of timing. */
+export interface XmlParseStats {
+  /** Elements created (a rejected parse stops creating them at the first limit). */
+  elements: number;
+  /** Attributes examined. */
+  attributes: number;
+  /** Characters handed to the SAX tokenizer (0 when a pre-check rejected the input). */
+  scanned: number;
+}
+
+export interface XmlParseOptions {
+  readonly limits?: Partial<XmlLimits>;
+  /** Filled with the work done, for tests. */
+  readonly stats?: XmlParseStats;
+}
+
+interface SaxParser {
+  write(data: string): void;
+  end(): void;
+  on(ev: "startElement", h: (name: string, attrs: Record<string, string>) => void): void;
+  on(ev: "endElement", h: (name: string) => void): void;
+  on(ev: "text", h: (text: string) => void): void;
+}
+const SaxLtx = SaxLtxModule as unknown as new () => SaxParser;
+
+/**
+ * Markup RFC 6120 section 11.1 forbids and ltx would silently skip: `<!DOCTYPE`,
+ * `<!ENTITY`, `<!ELEMENT`, `<!ATTLIST`, `<!NOTATION` (anything `<!` that is neither a
+ * comment nor CDATA). Rejecting them before tokenizing means no DTD is ever read, so
+ * "billion laughs" and external entities cost one linear scan.
+ */
+const RESTRICTED = /<!(?!--|\[CDATA\[)/;
+
+/**
+ * Parses one element. Throws {@link XmlError} on malformed XML, a DTD or entity
+ * declaration (restricted-xml), or input beyond the XML limits of ../limits.ts
+ * (policy-violation): total size is checked before tokenizing; depth, element count,
+ * attribute count and attribute size as each start tag is read, so a hostile input stops
+ * the parse at the first element over a limit.
+ */
+export function parseXml(s: string, opts: XmlParseOptions = {}): Element {
+  const lim = xmlLimits(opts.limits);
+  const stats = opts.stats;
+  if (s.length > lim.maxStanzaBytes) throw new XmlError("too large", "policy-violation");
+  if (s.includes("<!") && RESTRICTED.test(s)) throw new XmlError("DTDs and entity declarations are not allowed", "restricted-xml");
+  const sax = new SaxLtx();
+  let root: Element | undefined;
+  let cursor: Element | undefined;
+  let depth = 0;
+  let count = 0;
+  let done = false;
+  sax.on("startElement", (name, attrs) => {
+    if (done) throw new XmlError("content after the root element");
+    depth++;
+    count++;
+    if (stats) stats.elements++;
+    if (depth > lim.maxXmlDepth) throw new XmlError("nested too deeply", "policy-violation");
+    if (count > lim.maxXmlElements) throw new XmlError("too many elements", "policy-violation");
+    let n = 0;
+    for (const k in attrs) {
+      n++;
+      if (stats) stats.attributes++;
+      if (n > lim.maxXmlAttributes) throw new XmlError("too many attributes", "policy-violation");
+      if ((attrs[k] ?? "").length > lim.maxXmlAttributeBytes) throw new XmlError("attribute too large", "policy-violation");
+    }
+    const e = new Element(name, attrs);
+    if (cursor === undefined) root = e;
+    else cursor.cnode(e);
+    cursor = e;
+  });
+  sax.on("endElement", (name) => {
+    if (cursor === undefined || cursor.name !== name) throw new XmlError("mismatched end tag");
+    depth--;
+    const parent = cursor.parent;
+    if (parent === null || depth === 0) {
+      cursor = undefined;
+      done = true;
+    } else cursor = parent;
+  });
+  sax.on("text", (t) => {
+    if (cursor !== undefined) cursor.t(t);
+    else if (t.trim() !== "") throw new XmlError("text outside the root element");
+  });
   try {
-    const r = parse(s);
-    if (!(r instanceof Element)) throw new XmlError("no root element");
-    root = r;
+    if (stats) stats.scanned += s.length;
+    sax.write(s);
+    sax.end();
   } catch (e) {
     if (e instanceof XmlError) throw e;
+    // ltx throws plain Errors for unknown entities and illegal character references.
     throw new XmlError("parse failed");
   }
-  if (depth(root) > XML_LIMITS.maxDepth) throw new XmlError("nested too deeply");
+  if (root === undefined || !done) throw new XmlError(root === undefined ? "no root element" : "unclosed element");
+  // ltx reports text only when a following tag starts: check what trails the root.
+  if (s.slice(s.lastIndexOf(">") + 1).trim() !== "") throw new XmlError("text outside the root element");
+  root.parent = null;
   return root;
 }
 
@@ -57,12 +173,6 @@ export function parseFragment(s: string, xmlns: string): Child[] {
 function detach(e: Element): Element {
   e.parent = null;
   return e;
-}
-
-function depth(e: Element): number {
-  let d = 1;
-  for (const c of e.children) if (typeof c !== "string") d = Math.max(d, depth(c) + 1);
-  return d;
 }
 
 export type Attrs = Record<string, string | number | undefined>;
