@@ -20,7 +20,7 @@ import { createCipheriv, createDecipheriv, createHmac, randomBytes, timingSafeEq
 import { DEFAULT_EXPONENT_BYTES } from "../src/esession/keys.js";
 import type { DhGroupId } from "../src/crypto/provider.js";
 import { nodeSigner, type SignAlg } from "../src/identity/keys.js";
-import { nodeCrypto } from "../src/crypto/node.js";
+import { nodeCrypto, systemRandom } from "../src/crypto/node.js";
 
 /** Bytes of the AES-128 key, HMAC-SHA256 key and CTR block. */
 const KEY_BYTES = 16;
@@ -69,15 +69,11 @@ export function rawStanzaCrypto(size: number): () => void {
 }
 
 /**
- * A secret exponent x with 2^255 < x < 2^256 (< p - 1 for every MODP group offered),
- * i.e. the XEP-0116 bound 2^(2n-1) < x for n = 128.
- */
-/**
  * A fresh exponent of the same length the protocol draws (DEFAULT_EXPONENT_BYTES, 512
  * bits), so that the baseline is the raw cost of exactly the DH work a negotiation does.
  */
 function exponent(): Uint8Array {
-  const x = new Uint8Array(randomBytes(DEFAULT_EXPONENT_BYTES));
+  const x = systemRandom.bytes(DEFAULT_EXPONENT_BYTES);
   x[0] = (x[0] ?? 0) | 0x80;
   return x;
 }
@@ -106,23 +102,42 @@ export function rawDh(group: 5 | 14): () => void {
  * The raw public-key work of ONE authenticated 4-message negotiation (XEP-0116 with
  * init_pubkey = resp_pubkey = 'key'): 2 dhPublic + 2 dhShared in `group` (MODP with the
  * protocol's 512-bit exponents, or X25519) and 2 signatures + 2 verifications with `alg`
- * keys, through the same providers the protocol uses.
+ * keys, done exactly as the protocol does them, so that the ratio measures the protocol
+ * and nothing else:
+ * - the same providers (nodeCrypto for DH, nodeSigner for signatures);
+ * - the same key sizes (RSA-2048 / Ed25519 identity keys; 512-bit MODP exponents drawn
+ *   like dhPrivate, 32-byte X25519 scalars) and private values drawn from the same
+ *   systemRandom;
+ * - long-term keys decoded once (nodeSigner.signerFor / verifierFor), as signingIdentity
+ *   and keyVerifier (src/client/keys.ts) keep them for a peer seen before;
+ * - signatures over a SIGMA mac of the negotiated hash's length (32 bytes for SHA-256
+ *   with MODP, 64 for SHA-512 with X25519).
  */
 export function rawHandshake(group: DhGroupId, alg: SignAlg): () => void {
   const keyOpts = alg === "rsa-sha256" ? { rsaBits: 2048 } : {};
   const a = nodeSigner.generate(alg, keyOpts);
   const b = nodeSigner.generate(alg, keyOpts);
-  const mac = new Uint8Array(64);
-  const exp = (): Uint8Array => (group === "x25519" ? new Uint8Array(randomBytes(32)) : exponent());
-  return () => {
+  const signA = nodeSigner.signerFor(alg, a.privateKey);
+  const signB = nodeSigner.signerFor(alg, b.privateKey);
+  const checkA = nodeSigner.verifierFor(alg, a.publicKey);
+  const checkB = nodeSigner.verifierFor(alg, b.publicKey);
+  const mac = systemRandom.bytes(group === "x25519" ? 64 : 32);
+  const exp = (): Uint8Array => (group === "x25519" ? systemRandom.bytes(32) : exponent());
+  const op = (): [Uint8Array, Uint8Array] => {
     const x = exp();
     const y = exp();
     const e = nodeCrypto.dhPublic(group, x);
     const d = nodeCrypto.dhPublic(group, y);
-    nodeCrypto.dhShared(group, x, d);
-    nodeCrypto.dhShared(group, y, e);
-    const sa = nodeSigner.sign(alg, a.privateKey, mac);
-    const sb = nodeSigner.sign(alg, b.privateKey, mac);
-    if (!nodeSigner.verify(alg, a.publicKey, mac, sa) || !nodeSigner.verify(alg, b.publicKey, mac, sb)) throw new Error("rawHandshake: verify failed");
+    const ka = nodeCrypto.dhShared(group, x, d);
+    const kb = nodeCrypto.dhShared(group, y, e);
+    const sa = signA(mac);
+    const sb = signB(mac);
+    if (!checkA(mac, sa) || !checkB(mac, sb)) throw new Error("rawHandshake: verify failed");
+    return [ka, kb];
+  };
+  const [ka, kb] = op();
+  if (!Buffer.from(ka).equals(Buffer.from(kb))) throw new Error("rawHandshake: shared secrets differ");
+  return () => {
+    op();
   };
 }

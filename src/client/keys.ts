@@ -11,16 +11,25 @@ import { equalBytes } from "../core/bytes.js";
 import { nodeCrypto } from "../crypto/node.js";
 import { keyFingerprint, type KeyVerifier, normalizedKey, type PeerKey, type SigningIdentity } from "../esession/identity.js";
 import type { IdentityKey } from "../identity/keyfile.js";
-import { nodeSigner, SIGN_ALG_URI, SIGN_ALGS, type SignatureProvider, signAlgFromUri } from "../identity/keys.js";
+import { nodeSigner, SIGN_ALG_URI, SIGN_ALGS, type SignAlg, type SignatureProvider, signAlgFromUri } from "../identity/keys.js";
 import { keyValueElement, parseKeyValue, spkiFromKeyValue } from "../identity/keyvalue.js";
 import type { Element } from "../xml/index.js";
 
-/** Our long-term key as the negotiation signs with it. */
+/**
+ * Our long-term key as the negotiation signs with it. With a provider that offers
+ * `signerFor` the private key is decoded at the first signature and kept decoded for the
+ * identity's lifetime (decoding costs more than an Ed25519 signature).
+ */
 export function signingIdentity(key: IdentityKey, signer: SignatureProvider = nodeSigner): SigningIdentity {
+  let prepared: ((data: Uint8Array) => Uint8Array) | undefined;
   return {
     signAlg: SIGN_ALG_URI[key.alg],
     keyValue: keyValueElement(key.publicKey),
-    sign: (data) => signer.sign(key.alg, key.privateKey, data),
+    sign(data) {
+      if (!signer.signerFor) return signer.sign(key.alg, key.privateKey, data);
+      prepared ??= signer.signerFor(key.alg, key.privateKey);
+      return prepared(data);
+    },
   };
 }
 
@@ -38,30 +47,33 @@ export function keyVerifier(o: KeyVerifierOptions = {}): KeyVerifier & { accept(
   const signer = o.signer ?? nodeSigner;
   const crypto = o.crypto ?? nodeCrypto;
   // Peers present the same keys session after session: keep the parsed and policy-checked
-  // SPKI per normalized KeyValue (bounded).
-  const parsed = new Map<string, Uint8Array>();
-  const spkiOf = (keyValue: Element): Uint8Array => {
-    const id = normalizedKey(keyValue);
-    let spki = parsed.get(id);
-    if (!spki) {
-      spki = spkiFromKeyValue(parseKeyValue(keyValue));
+  // key per normalized KeyValue and algorithm (bounded), decoded once when the provider
+  // offers `verifierFor`.
+  type Check = (data: Uint8Array, signature: Uint8Array) => boolean;
+  const parsed = new Map<string, Check>();
+  const checkOf = (alg: SignAlg, keyValue: Element): Check => {
+    const id = `${alg} ${normalizedKey(keyValue)}`;
+    let check = parsed.get(id);
+    if (!check) {
+      const spki = spkiFromKeyValue(parseKeyValue(keyValue));
+      check = signer.verifierFor ? signer.verifierFor(alg, spki) : (data, signature) => signer.verify(alg, spki, data, signature);
       if (parsed.size >= 256) parsed.delete(parsed.keys().next().value ?? "");
-      parsed.set(id, spki);
+      parsed.set(id, check);
     }
-    return spki;
+    return check;
   };
   return {
     signAlgs: SIGN_ALGS.map((a) => SIGN_ALG_URI[a]),
     verify(uri, keyValue, data, signature) {
       const alg = signAlgFromUri(uri);
       if (!alg) return false;
-      let spki: Uint8Array;
+      let check: Check;
       try {
-        spki = spkiOf(keyValue);
+        check = checkOf(alg, keyValue);
       } catch {
         return false;
       }
-      return signer.verify(alg, spki, data, signature);
+      return check(data, signature);
     },
     lookup(fp: Uint8Array, hash: HashAlg) {
       return (o.known?.() ?? []).find((k) => equalBytes(keyFingerprint(crypto, hash, k), fp));

@@ -81,6 +81,20 @@ export interface SignatureProvider {
   generate(alg: SignAlg, opts?: GenerateOptions): SigningKeyPair;
   sign(alg: SignAlg, privatePkcs8: Uint8Array, data: Uint8Array): Uint8Array;
   verify(alg: SignAlg, publicSpki: Uint8Array, data: Uint8Array, signature: Uint8Array): boolean;
+  /**
+   * Optional: decodes a long-term private key once and returns a signer equivalent to
+   * `sign(alg, privatePkcs8, data)` for each call. Decoding a PKCS#8 key costs more than an
+   * Ed25519 signature, so a key that signs session after session is decoded only here.
+   * The decoded key lives as long as the returned function (wiping `privatePkcs8` later
+   * does not reach it). Throws like `sign` for a malformed key or another algorithm.
+   */
+  signerFor?(alg: SignAlg, privatePkcs8: Uint8Array): (data: Uint8Array) => Uint8Array;
+  /**
+   * Optional: decodes a public key once and returns a check equivalent to
+   * `verify(alg, publicSpki, data, signature)`; never throws (a malformed key or one of
+   * another algorithm gives a check that is always false).
+   */
+  verifierFor?(alg: SignAlg, publicSpki: Uint8Array): (data: Uint8Array, signature: Uint8Array) => boolean;
 }
 
 /** What we accept from peers and generate ourselves. */
@@ -174,8 +188,35 @@ function checkAlg(alg: SignAlg, k: KeyObject): void {
   if (infoOf(k).alg !== alg) throw new IdentityError("unsupported-algorithm", `the key is not a ${alg} key`);
 }
 
+/**
+ * dsa-sha256 and ecdsa-p256-sha256: XML-DSig 1.1 sections 6.4.1 / 6.4.3 SignatureValue =
+ * r || s (IEEE P1363, each the size of the group order: 64 octets for P-256), not DER.
+ * rsa-sha256: RSASSA-PKCS1-v1_5 is node's default RSA padding.
+ */
+function signWith(alg: SignAlg, key: KeyObject, data: Uint8Array): Uint8Array {
+  return new Uint8Array(nodeSign(digestOf(alg), data, { key, dsaEncoding: "ieee-p1363" }));
+}
+
+function verifyWith(alg: SignAlg, key: KeyObject, data: Uint8Array, signature: Uint8Array): boolean {
+  try {
+    return nodeVerify(digestOf(alg), data, { key, dsaEncoding: "ieee-p1363" }, signature);
+  } catch {
+    return false;
+  }
+}
+
+/** The public key of `alg` in `spki`, or undefined when it is malformed or of another algorithm. */
+function publicKeyFor(alg: SignAlg, spki: Uint8Array): KeyObject | undefined {
+  try {
+    const key = spkiObject(spki);
+    return infoOf(key).alg === alg ? key : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** SignatureProvider backed by node:crypto. */
-export const nodeSigner: SignatureProvider = {
+export const nodeSigner: SignatureProvider & Required<Pick<SignatureProvider, "signerFor" | "verifierFor">> = {
   name: "node:crypto",
   generate(alg, opts = {}) {
     let pair: { privateKey: KeyObject; publicKey: KeyObject };
@@ -204,18 +245,19 @@ export const nodeSigner: SignatureProvider = {
   sign(alg, privatePkcs8, data) {
     const key = pkcs8Object(privatePkcs8);
     checkAlg(alg, key);
-    // dsa-sha256 and ecdsa-p256-sha256: XML-DSig 1.1 sections 6.4.1 / 6.4.3 SignatureValue
-    // = r || s (IEEE P1363, each the size of the group order: 64 octets for P-256), not DER.
-    // rsa-sha256: RSASSA-PKCS1-v1_5 is node's default RSA padding.
-    return new Uint8Array(nodeSign(digestOf(alg), data, { key, dsaEncoding: "ieee-p1363" }));
+    return signWith(alg, key, data);
   },
   verify(alg, publicSpki, data, signature) {
-    try {
-      const key = spkiObject(publicSpki);
-      if (infoOf(key).alg !== alg) return false;
-      return nodeVerify(digestOf(alg), data, { key, dsaEncoding: "ieee-p1363" }, signature);
-    } catch {
-      return false;
-    }
+    const key = publicKeyFor(alg, publicSpki);
+    return key !== undefined && verifyWith(alg, key, data, signature);
+  },
+  signerFor(alg, privatePkcs8) {
+    const key = pkcs8Object(privatePkcs8);
+    checkAlg(alg, key);
+    return (data) => signWith(alg, key, data);
+  },
+  verifierFor(alg, publicSpki) {
+    const key = publicKeyFor(alg, publicSpki);
+    return key === undefined ? () => false : (data, signature) => verifyWith(alg, key, data, signature);
   },
 };
