@@ -11,6 +11,9 @@
  * - section 7.2 'initiator': the responder checks it against the sender;
  * - section 8 security-info (the XTLS method choice, draft-meyer-xmpp-e2e-encryption-02
  *   section 3);
+ * - section 7.2.15 transport-replace, acknowledged, then answered with transport-accept
+ *   (7.2.12) or transport-reject (7.2.14), each acknowledged (XEP-0260 v1.0.3 section
+ *   2.8: the fallback from SOCKS5 to IBB);
  * - section 9 errors: <out-of-order/> (unexpected-request) for an action that does not
  *   fit the state, <unknown-session/> (item-not-found), <unsupported-info/>.
  * - Timeouts are ours: an unacknowledged request after `ackTimeoutMs`, or no
@@ -64,6 +67,12 @@ export type JingleEvent =
   | { readonly type: "security-info"; readonly contents: readonly Content[] }
   /** XEP-0260 candidate-used / candidate-error / activated (already acknowledged). */
   | { readonly type: "transport-info"; readonly contents: readonly Content[] }
+  /** The peer proposes another transport (already acknowledged); answer with transportAccept/Reject. */
+  | { readonly type: "transport-replace"; readonly contents: readonly Content[] }
+  /** The peer accepted our transport-replace (already acknowledged). */
+  | { readonly type: "transport-accept"; readonly contents: readonly Content[] }
+  /** The peer rejected our transport-replace (already acknowledged). */
+  | { readonly type: "transport-reject"; readonly contents: readonly Content[] }
   | { readonly type: "terminated"; readonly by: "local" | "remote"; readonly reason: Reason | undefined }
   | { readonly type: "failed"; readonly error: JingleError };
 
@@ -129,6 +138,24 @@ export class JingleSession {
   transportInfo(contents: readonly Content[]): void {
     if (this.state.name !== "active") throw new JingleError("out-of-order", "transport-info outside an active session");
     this.request({ action: "transport-info", sid: this.sid, initiator: this.initiatorJid, contents });
+  }
+
+  /** XEP-0166 section 7.2.15: propose another transport for the contents. */
+  transportReplace(contents: readonly Content[]): void {
+    if (this.state.name !== "active") throw new JingleError("out-of-order", "transport-replace outside an active session");
+    this.request({ action: "transport-replace", sid: this.sid, initiator: this.initiatorJid, contents });
+  }
+
+  /** XEP-0166 section 7.2.12: accept the peer's transport-replace. */
+  transportAccept(contents: readonly Content[]): void {
+    if (this.state.name !== "active") throw new JingleError("out-of-order", "transport-accept outside an active session");
+    this.request({ action: "transport-accept", sid: this.sid, initiator: this.initiatorJid, contents });
+  }
+
+  /** XEP-0166 section 7.2.14: refuse the peer's transport-replace (the old transport stays). */
+  transportReject(contents: readonly Content[]): void {
+    if (this.state.name !== "active") throw new JingleError("out-of-order", "transport-reject outside an active session");
+    this.request({ action: "transport-reject", sid: this.sid, initiator: this.initiatorJid, contents });
   }
 
   /** Ends the session with a reason (XEP-0166 section 6.7); idempotent. */
@@ -229,6 +256,13 @@ export class JingleSession {
     if (error !== undefined) {
       const cond = errorCondition(error);
       if (p.action === "security-info" || p.action === "transport-info") return; // informational: not fatal
+      if (p.action === "transport-replace") {
+        // The peer refused the transport-replace itself (e.g. feature-not-implemented):
+        // treat it as a reject, so the wiring does not wait for an answer that will not come.
+        if (s.name === "active") this.outbox.emit({ type: "transport-reject", contents: [] });
+        return;
+      }
+      if (p.action === "transport-accept" || p.action === "transport-reject") return;
       if (s.name === "ended" || s.name === "ending") return;
       // A refused session-initiate (e.g. service-unavailable: no Jingle) or session-accept.
       this.state = { name: "ended" };
@@ -291,15 +325,19 @@ export class JingleSession {
         this.ack(id);
         this.outbox.emit({ type: "transport-info", contents: j.contents });
         return;
+      case "transport-replace":
+      case "transport-accept":
+      case "transport-reject":
+        if (s.name !== "active") return outOfOrder();
+        this.ack(id);
+        this.outbox.emit({ type: j.action, contents: j.contents });
+        return;
       case "content-accept":
       case "content-add":
       case "content-modify":
       case "content-reject":
       case "content-remove":
       case "description-info":
-      case "transport-accept":
-      case "transport-reject":
-      case "transport-replace":
         if (s.name === "ended") return outOfOrder();
         this.outbox.send(jingleErrorReply(iq, undefined, "feature-not-implemented"));
         return;

@@ -74,6 +74,11 @@ export interface XtlsOptions {
   readonly s5bDirect?: boolean;
   /** A SOCKS5 proxy (XEP-0065 streamhost, e.g. Prosody's proxy65) to offer as a candidate. */
   readonly s5bProxy?: { readonly jid: string; readonly host: string; readonly port: number };
+  /**
+   * Responder: transports acceptable in a transport-replace (XEP-0166 section 7.2.15).
+   * Default ["ibb"]; [] rejects every replacement (transport-reject).
+   */
+  readonly fallbackTransports?: readonly "ibb"[];
   /** IBB block-size to offer (initiator) or accept at most (responder). Default 4096. */
   readonly blockSize?: number;
   readonly minTlsVersion?: TlsVersion;
@@ -98,6 +103,11 @@ export interface ConnectOptions {
   readonly application?: Description;
   /** In-band bytestreams (default) or SOCKS5 bytestreams with direct candidates (XEP-0260). */
   readonly transport?: "ibb" | "s5b";
+  /**
+   * SOCKS5 only: when no candidate works or the proxy fails, replace the transport with
+   * IBB (XEP-0260 section 2.8) instead of ending with <connectivity-error/>. Default true.
+   */
+  readonly fallbackToIbb?: boolean;
 }
 
 export interface XtlsEnd {
@@ -110,6 +120,20 @@ export type XtlsEvent =
   | { readonly type: "tunnel"; readonly tunnel: XtlsTunnel }
   /** An incoming session failed before it became a tunnel. */
   | { readonly type: "failed"; readonly peer: FullJid; readonly sid: string; readonly error: XtlsError };
+
+/**
+ * Things the user should know that do not end anything (see {@link XtlsClient.onNotice}).
+ * Kept apart from {@link XtlsEvent} so that existing event handlers stay exhaustive.
+ */
+export type XtlsNotice =
+  /** SOCKS5 failed and the session moves to in-band bytestreams (XEP-0260 section 2.8). */
+  | { readonly type: "transport-fallback"; readonly peer: FullJid; readonly sid: string; readonly from: "s5b"; readonly to: "ibb"; readonly why: string }
+  /**
+   * The peer's caps/disco#info lack the XTLS feature: either it cannot do XTLS or someone
+   * stripped the feature (draft section 8.3 downgrade). `refused`: the "require XTLS"
+   * policy stopped the session before anything was sent.
+   */
+  | { readonly type: "downgrade-warning"; readonly peer: FullJid; readonly warning: string; readonly source: "caps-cache" | "disco"; readonly refused: boolean };
 
 /** An open XTLS tunnel: `socket` carries application data, encrypted on the wire. */
 export class XtlsTunnel {
@@ -177,6 +201,7 @@ export class XtlsClient {
   readonly ibb: IbbEndpoint;
   private readonly sessions = new Map<string, Ctx>();
   private readonly handlers: Array<(e: XtlsEvent) => void> = [];
+  private readonly noticeHandlers: Array<(n: XtlsNotice) => void> = [];
   private readonly random: Random;
   private readonly clock: Clock;
   private readonly unsubscribe: () => void;
@@ -200,6 +225,19 @@ export class XtlsClient {
       const i = this.handlers.indexOf(handler);
       if (i !== -1) this.handlers.splice(i, 1);
     };
+  }
+
+  /** Subscribes to notices (transport fallback, downgrade warnings). */
+  onNotice(handler: (n: XtlsNotice) => void): () => void {
+    this.noticeHandlers.push(handler);
+    return () => {
+      const i = this.noticeHandlers.indexOf(handler);
+      if (i !== -1) this.noticeHandlers.splice(i, 1);
+    };
+  }
+
+  private notice(n: XtlsNotice): void {
+    for (const h of [...this.noticeHandlers]) h(n);
   }
 
   /** Stops routing; live tunnels are destroyed. */
@@ -286,7 +324,7 @@ export class XtlsClient {
     const establish = (): Promise<Duplex> =>
       t.kind === "ibb"
         ? this.openIbb(ctx, () => this.ibb.open(peer, { sid: ibbSid, blockSize: t.blockSize, exactBlockSize: true }))
-        : this.s5bNominate(ctx, "initiator", t.sid, t.candidates, ours, { creator: "initiator", name });
+        : this.s5bOrFallback(ctx, "initiator", t.sid, t.candidates, ours, { creator: "initiator", name }, opts.fallbackToIbb !== false);
     if (decision.kind === "plain") {
       const raw = await establish();
       return this.makeTunnel(ctx, "initiator", "none", raw, undefined, false, undefined);
@@ -324,7 +362,7 @@ export class XtlsClient {
     // XEP-0260: we offer no candidates of our own; we connect to the initiator's.
     const transport: Transport = t.kind === "ibb" ? { ...t, blockSize } : { kind: "s5b", sid: t.sid, mode: "tcp", candidates: [] };
     const establish = (): Promise<Duplex> => {
-      if (t.kind === "s5b") return this.s5bNominate(ctx, "responder", t.sid, t.candidates, undefined, { creator: offerC.creator, name: offerC.name });
+      if (t.kind === "s5b") return this.s5bOrFallback(ctx, "responder", t.sid, t.candidates, undefined, { creator: offerC.creator, name: offerC.name }, true);
       ctx.expectedIbb = t.sid;
       const pending = this.ibb.expect(peer, t.sid, blockSize);
       return Promise.resolve(pending);
@@ -412,10 +450,67 @@ export class XtlsClient {
   }
 
   /**
-   * XEP-0260 v1.0.3 sections 2.4-2.5: connect to the peer's candidates (highest priority
+   * SOCKS5 first, then (XEP-0260 v1.0.3 section 2.8) the in-band fallback: when no
+   * candidate worked on either side, or the nominated proxy failed, "the initiator MUST
+   * either terminate the Jingle session with a Jingle reason of <connectivity-error/> or
+   * replace the transport": the initiator sends transport-replace with an IBB transport
+   * (XEP-0261), the responder answers transport-accept (possibly with a smaller
+   * block-size) or transport-reject, and the initiator opens the bytestream. TLS then runs
+   * over IBB exactly as it would have over SOCKS5 (the tunnel opens only after it).
+   */
+  private async s5bOrFallback(
+    ctx: Ctx,
+    role: "initiator" | "responder",
+    sid: string,
+    theirs: readonly S5bCandidate[],
+    ours: OwnCandidate | undefined,
+    content: { creator: "initiator" | "responder"; name: string },
+    fallback: boolean,
+  ): Promise<Duplex> {
+    const r = await this.s5bNominate(ctx, role, sid, theirs, ours, content);
+    if (r.ok) return r.sock;
+    const peer = ctx.jingle.peer;
+    if (role === "initiator") {
+      if (!fallback) throw this.fail(ctx, new XtlsError("transport-failed", r.why, "connectivity-error"));
+      const ibbSid = this.newSid();
+      const blockSize = this.o.blockSize ?? 4096;
+      this.notice({ type: "transport-fallback", peer, sid: ctx.jingle.sid, from: "s5b", to: "ibb", why: r.why });
+      ctx.jingle.transportReplace([{ ...content, transport: { kind: "ibb", ns: NS_IBB_TRANSPORT, sid: ibbSid, blockSize } }]);
+      this.pump(ctx);
+      const answer = await this.waitForAny(ctx, ["transport-accept", "transport-reject"]);
+      const t = answer.contents.find((c) => c.name === content.name)?.transport;
+      if (answer.type === "transport-reject" || t?.kind !== "ibb" || t.sid !== ibbSid || t.blockSize > blockSize) {
+        throw this.fail(ctx, new XtlsError("transport-failed", `${r.why}; the peer rejected the in-band fallback`, "failed-transport"));
+      }
+      return this.openIbb(ctx, () => this.ibb.open(peer, { sid: ibbSid, blockSize: t.blockSize, exactBlockSize: true }));
+    }
+    // Responder: the initiator decides (terminate or transport-replace); wait for it.
+    const replace = await this.withTimeout(ctx, this.waitFor(ctx, "transport-replace"), new XtlsError("transport-failed", `${r.why}; no transport-replace followed`, "connectivity-error"));
+    const c = replace.contents.find((x) => x.name === content.name) ?? replace.contents[0];
+    const t = c?.transport;
+    const allowed = this.o.fallbackTransports === undefined || this.o.fallbackTransports.includes("ibb");
+    if (c === undefined || t?.kind !== "ibb" || !allowed) {
+      // XEP-0166 section 7.2.14: refuse; the initiator then terminates the session.
+      ctx.jingle.transportReject(c === undefined ? [] : [c]);
+      this.pump(ctx);
+      throw this.fail(ctx, new XtlsError("transport-failed", "SOCKS5 failed and the offered fallback is not acceptable", "failed-transport"));
+    }
+    this.notice({ type: "transport-fallback", peer, sid: ctx.jingle.sid, from: "s5b", to: "ibb", why: r.why });
+    const blockSize = Math.min(t.blockSize, this.o.blockSize ?? 8192);
+    // Register the bytestream before accepting, so the initiator's <open/> finds it.
+    ctx.expectedIbb = t.sid;
+    const pending = this.ibb.expect(peer, t.sid, blockSize);
+    ctx.jingle.transportAccept([{ creator: c.creator, name: c.name, transport: { ...t, blockSize } }]);
+    this.pump(ctx);
+    return this.openIbb(ctx, () => pending);
+  }
+
+  /**
+   * XEP-0260 v1.0.3 sections 2.4-2.6: connect to the peer's candidates (highest priority
    * first), report candidate-used or candidate-error, read the peer's report, and keep the
    * nominated connection: used beats error; of two used, the higher priority; on a tie,
-   * the initiator's choice. Both errors: connectivity-error.
+   * the initiator's choice. Both errors, or a nominated proxy that fails (section 2.6,
+   * <proxy-error/>), are returned as a failure for {@link s5bOrFallback} to handle.
    */
   private async s5bNominate(
     ctx: Ctx,
@@ -424,18 +519,23 @@ export class XtlsClient {
     theirs: readonly S5bCandidate[],
     ours: OwnCandidate | undefined,
     content: { creator: "initiator" | "responder"; name: string },
-  ): Promise<Duplex> {
+  ): Promise<{ ok: true; sock: Socket } | { ok: false; why: string }> {
     const peer = ctx.jingle.peer;
     const sockets: Socket[] = [];
+    const proxyError = (): void => {
+      ctx.jingle.transportInfo([{ ...content, transport: { kind: "s5b", sid, candidates: [], proxyError: true } }]);
+      this.pump(ctx);
+    };
     try {
-      let mine: { cid: string; sock: Socket; priority: number } | undefined;
+      let mine: { cid: string; sock: Socket; priority: number; proxy: boolean } | undefined;
+      // Direct candidates before proxies (higher priority first, XEP-0260 section 2.2).
       for (const c of [...theirs].sort((a, b) => b.priority - a.priority)) {
         if (c.type !== "direct" && c.type !== "proxy") continue;
         try {
           // DST.ADDR for a candidate the peer offered: SHA1(SID + peer JID + our JID).
           const sock = await socks5Connect(c.host, c.port, dstAddr(sid, peer, this.jid));
           sockets.push(sock);
-          mine = { cid: c.cid, sock, priority: c.priority };
+          mine = { cid: c.cid, sock, priority: c.priority, proxy: c.type === "proxy" };
           break;
         } catch {
           /* next candidate */
@@ -449,41 +549,69 @@ export class XtlsClient {
       const theirUsed = tr?.kind === "s5b" ? tr.candidateUsed : undefined;
       let theirSock: Socket | undefined;
       let theirPriority = 0;
+      let theirProxy: OwnCandidate["proxy"];
       if (theirUsed !== undefined) {
         if (ours?.direct !== undefined && theirUsed === ours.direct.cid) {
           theirSock = await ours.direct.incoming;
+          sockets.push(theirSock);
           theirPriority = DIRECT_PRIORITY;
         } else if (ours?.proxy !== undefined && theirUsed === ours.proxy.cid) {
-          // XEP-0260 section 2.6 / XEP-0065 section 6.3.3: connect to our proxy too (as
-          // the requester, after the target), activate, then tell the peer <activated/>.
-          const px = ours.proxy;
-          theirSock = await socks5Connect(px.host, px.port, ours.dstaddr);
-          sockets.push(theirSock);
+          theirProxy = ours.proxy;
           theirPriority = PROXY_PRIORITY;
         } else throw new XtlsError("transport-failed", "candidate-used names no candidate of ours", "connectivity-error");
-        sockets.push(theirSock);
       }
-      let chosen: Socket;
-      if (mine !== undefined && theirSock !== undefined) {
-        const initiatorsChoice = role === "initiator" ? mine.sock : theirSock;
-        chosen = mine.priority > theirPriority ? mine.sock : theirPriority > mine.priority ? theirSock : initiatorsChoice;
-      } else if (mine !== undefined) chosen = mine.sock;
-      else if (theirSock !== undefined) chosen = theirSock;
-      else throw new XtlsError("transport-failed", "no SOCKS5 candidate worked", "connectivity-error");
-      for (const s of sockets) if (s !== chosen) s.destroy();
-      if (chosen === theirSock && ours?.proxy !== undefined && theirUsed === ours.proxy.cid) {
-        await this.activateProxy(ours.proxy.jid, sid, peer);
-        ctx.jingle.transportInfo([{ ...content, transport: { kind: "s5b", sid, candidates: [], activated: ours.proxy.cid } }]);
+      if (mine === undefined && theirUsed === undefined) return { ok: false, why: "no SOCKS5 candidate worked" };
+      const initiatorsChoiceIsMine = role === "initiator";
+      const mineWins =
+        mine !== undefined && (theirUsed === undefined || mine.priority > theirPriority || (mine.priority === theirPriority && initiatorsChoiceIsMine));
+      if (mineWins && mine !== undefined) {
+        for (const s of sockets) if (s !== mine.sock) s.destroy();
+        if (mine.proxy) {
+          // Section 2.6: the offering party activates the proxy and reports <activated/>
+          // or <proxy-error/>; only then may bytes flow.
+          const act = await this.waitForTransportInfo(ctx, (x) => x.activated !== undefined || x.proxyError === true);
+          if (act.proxyError === true) {
+            mine.sock.destroy();
+            return { ok: false, why: "the peer's SOCKS5 proxy failed (proxy-error)" };
+          }
+        }
+        ctx.ibb = mine.sock;
+        return { ok: true, sock: mine.sock };
+      }
+      for (const s of sockets) if (s !== theirSock) s.destroy();
+      if (theirProxy !== undefined) {
+        // XEP-0260 section 2.6 / XEP-0065 section 6.3.3: connect to our proxy too (as the
+        // requester, after the target), activate, then tell the peer <activated/>.
+        try {
+          theirSock = await socks5Connect(theirProxy.host, theirProxy.port, ours?.dstaddr ?? "");
+          sockets.push(theirSock);
+          await this.activateProxy(theirProxy.jid, sid, peer);
+        } catch {
+          theirSock?.destroy();
+          proxyError();
+          return { ok: false, why: "our SOCKS5 proxy failed (connect or activation)" };
+        }
+        ctx.jingle.transportInfo([{ ...content, transport: { kind: "s5b", sid, candidates: [], activated: theirProxy.cid } }]);
         this.pump(ctx);
       }
-      ctx.ibb = chosen;
-      return chosen;
+      if (theirSock === undefined) return { ok: false, why: "no SOCKS5 candidate worked" };
+      ctx.ibb = theirSock;
+      return { ok: true, sock: theirSock };
     } catch (e) {
       for (const s of sockets) s.destroy();
       if (e instanceof XtlsError) throw this.fail(ctx, e);
       throw this.fail(ctx, new XtlsError("transport-failed", "SOCKS5 negotiation failed", "connectivity-error", { cause: e }));
     } finally {
       ours?.direct?.listener.close();
+    }
+  }
+
+  /** The next transport-info whose s5b payload satisfies `pred` (others stay in the backlog order). */
+  private async waitForTransportInfo(ctx: Ctx, pred: (t: Extract<Transport, { kind: "s5b" }>) => boolean): Promise<Extract<Transport, { kind: "s5b" }>> {
+    for (;;) {
+      const info = await this.waitFor(ctx, "transport-info");
+      const t = info.contents.find((c) => c.transport?.kind === "s5b")?.transport;
+      if (t?.kind === "s5b" && pred(t)) return t;
     }
   }
 
@@ -632,6 +760,53 @@ export class XtlsClient {
         return false;
       };
       const i = ctx.backlog.findIndex((e) => e.type === type || e.type === "terminated" || e.type === "failed");
+      if (i !== -1) {
+        check(ctx.backlog.splice(i, 1)[0] as JingleEvent);
+        return;
+      }
+      const w = (e: JingleEvent): boolean => {
+        const hit = check(e);
+        if (hit) ctx.waiters.splice(ctx.waiters.indexOf(w), 1);
+        return hit;
+      };
+      ctx.waiters.push(w);
+    });
+  }
+
+  /** Races `p` against the ack timeout; on expiry the session fails with `err`. */
+  private withTimeout<T>(ctx: Ctx, p: Promise<T>, err: XtlsError): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const t = setTimeout(() => reject(this.fail(ctx, err)), this.o.ackTimeoutMs ?? 30_000);
+      t.unref();
+      p.then(
+        (v) => {
+          clearTimeout(t);
+          resolve(v);
+        },
+        (e: unknown) => {
+          clearTimeout(t);
+          reject(e instanceof Error ? e : new XtlsError("terminated"));
+        },
+      );
+    });
+  }
+
+  /** Resolves with the first event of any of `types`; rejects if the session ends first. */
+  private waitForAny<T extends JingleEvent["type"]>(ctx: Ctx, types: readonly T[]): Promise<Extract<JingleEvent, { type: T }>> {
+    return new Promise((resolve, reject) => {
+      const wanted = (e: JingleEvent): e is Extract<JingleEvent, { type: T }> => (types as readonly string[]).includes(e.type);
+      const check = (e: JingleEvent): boolean => {
+        if (wanted(e)) {
+          resolve(e);
+          return true;
+        }
+        if (e.type === "terminated" || e.type === "failed") {
+          reject(this.endError(e));
+          return true;
+        }
+        return false;
+      };
+      const i = ctx.backlog.findIndex((e) => wanted(e) || e.type === "terminated" || e.type === "failed");
       if (i !== -1) {
         check(ctx.backlog.splice(i, 1)[0] as JingleEvent);
         return;

@@ -228,6 +228,53 @@ test("session: out-of-order and unknown-session errors (XEP-0166 section 9)", ()
   assert.equal(r.handleStanza(spoof), false);
 });
 
+test("session: transport-replace (XEP-0260 2.8 fallback) acked, then transport-accept or transport-reject, each acked", () => {
+  const { i, r } = pair();
+  const S5B: Content = { ...CONTENT, transport: { kind: "s5b", sid: "vj3hs98y", mode: "tcp", candidates: [] } };
+  i.initiate([S5B]);
+  run(i, r);
+  // Before the session is active, a replacement is out of order on both sides.
+  assert.throws(() => r.transportAccept([]));
+  r.accept([S5B]);
+  run(i, r);
+  const IBB: Content = { creator: "initiator", name: "xmlstream", transport: { kind: "ibb", ns: "urn:xmpp:jingle:transports:ibb:1", sid: "ch3d9s71", blockSize: 4096 } };
+  i.transportReplace([IBB]);
+  let ev = run(i, r);
+  const rep = ev.r.find((e) => e.type === "transport-replace");
+  assert.ok(rep?.type === "transport-replace" && rep.contents[0]?.transport?.kind === "ibb");
+  const repIq = ev.wire.find((s) => jingleChild(s)?.attrs.action === "transport-replace");
+  assert.ok(ev.wire.some((s) => s.attrs.type === "result" && s.attrs.id === repIq?.attrs.id), "transport-replace acknowledged");
+  // XEP-0260 2.8: the responder may lower the block-size in its transport-accept.
+  r.transportAccept([{ ...IBB, transport: { kind: "ibb", ns: "urn:xmpp:jingle:transports:ibb:1", sid: "ch3d9s71", blockSize: 2048 } }]);
+  ev = run(i, r);
+  const acc = ev.i.find((e) => e.type === "transport-accept");
+  assert.ok(acc?.type === "transport-accept" && acc.contents[0]?.transport?.kind === "ibb" && acc.contents[0].transport.blockSize === 2048);
+  const accIq = ev.wire.find((s) => jingleChild(s)?.attrs.action === "transport-accept");
+  assert.ok(ev.wire.some((s) => s.attrs.type === "result" && s.attrs.id === accIq?.attrs.id), "transport-accept acknowledged");
+  i.transportReplace([IBB]);
+  run(i, r);
+  r.transportReject([IBB]);
+  ev = run(i, r);
+  assert.ok(ev.i.some((e) => e.type === "transport-reject"));
+  // A peer that refuses transport-replace itself (an iq error) reads as a reject.
+  const { i: i2, r: r2 } = pair();
+  i2.initiate([S5B]);
+  run(i2, r2);
+  r2.accept([S5B]);
+  run(i2, r2);
+  i2.transportReplace([IBB]);
+  const out = i2.outbox.drain().find((o) => o.kind === "send");
+  assert.ok(out?.kind === "send");
+  i2.handleStanza(el("iq", { xmlns: NS.client, type: "error", id: attrOf(out.stanza, "id"), from: J }, el("error", { type: "cancel" }, el("feature-not-implemented", { xmlns: NS.stanzas }))));
+  assert.ok(i2.outbox.drain().some((o) => o.kind === "event" && o.event.type === "transport-reject"));
+  // After the end, a late transport-accept gets <unknown-session/>.
+  r.terminate({ condition: "success" });
+  run(i, r);
+  r.handleStanza(el("iq", { xmlns: NS.client, type: "set", id: "late", from: R, to: J }, buildJingle({ action: "transport-accept", sid: "a73sjjvkl37jfea", contents: [IBB] })));
+  const late = r.outbox.drain().find((o) => o.kind === "send");
+  assert.ok(late?.kind === "send" && late.stanza.getChild("error")?.getChild("unknown-session", NS_JINGLE_ERRORS));
+});
+
 test("session: the initiator attribute must be the sender (section 7.2)", () => {
   const { r } = pair();
   const forged = el("iq", { xmlns: NS.client, type: "set", id: "f1", from: R, to: J }, buildJingle({ action: "session-initiate", sid: "a73sjjvkl37jfea", initiator: "mallory@evil.lit/x", contents: [CONTENT] }));

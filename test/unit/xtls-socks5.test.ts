@@ -113,14 +113,76 @@ test("XTLS over SOCKS5 (XEP-0260 direct candidate): candidate-used + candidate-e
   p.bob.detach();
 });
 
-test("SOCKS5: an unreachable candidate ends the session with connectivity-error", async () => {
-  const p = await pairOverSwitchboard();
-  // Rewrite the candidate's port to a closed one.
+/** Rewrites the candidate ports in the session-initiate to a closed one (nothing reachable). */
+function unreachable(p: { sb: Switchboard }): void {
   p.sb.setAdversary((item) => {
     if (jingleChild(item.stanza)?.attrs.action !== "session-initiate") return { action: "deliver" };
-    return { action: "replace", stanza: parseXml(serialize(item.stanza).replace(/port="\d+"/, 'port="1"')) };
+    return { action: "replace", stanza: parseXml(serialize(item.stanza).replace(/port="\d+"/g, 'port="1"')) };
   });
-  await assert.rejects(p.alice.connect(J, { transport: "s5b" }), (e: unknown) => e instanceof XtlsError && e.reason === "connectivity-error");
+}
+
+function actions(wire: Element[]): string[] {
+  return wire.map((w) => jingleChild(w)?.attrs.action).filter((a): a is string => typeof a === "string");
+}
+
+test("SOCKS5 fallback (XEP-0260 2.8): no candidate reachable -> transport-replace to IBB, transport-accept, TLS over IBB, data intact", async () => {
+  const p = await pairOverSwitchboard();
+  unreachable(p);
+  const notices: string[] = [];
+  p.alice.onNotice((n) => notices.push(`alice ${n.type}`));
+  p.bob.onNotice((n) => notices.push(`bob ${n.type}`));
+  const ta = await p.alice.connect(J, { transport: "s5b" });
+  const tb = await p.incoming;
+  assert.equal(ta.method, "x509");
+  assert.deepEqual(notices.sort(), ["alice transport-fallback", "bob transport-fallback"]);
+  const data = randomBytes(200_000);
+  const got = new Promise<Buffer>((res) => {
+    const parts: Buffer[] = [];
+    let n = 0;
+    tb.socket.on("data", (d: Buffer) => {
+      parts.push(d);
+      n += d.length;
+      if (n >= data.length) res(Buffer.concat(parts));
+    });
+  });
+  ta.socket.write(data);
+  assert.ok((await got).equals(data));
+  await ta.close();
+  assert.equal((await tb.ended).reason?.condition, "success");
+  const acts = actions(p.wire);
+  const iReplace = acts.indexOf("transport-replace");
+  assert.ok(iReplace > 0 && acts.indexOf("transport-accept") > iReplace, acts.join(","));
+  // The replacement is an IBB transport; the IBB stream opens only after transport-accept.
+  const rep = p.wire.find((w) => jingleChild(w)?.attrs.action === "transport-replace");
+  const parsed = parseJingle(jingleChild(rep ?? parseXml("<x/>")) ?? parseXml("<x/>"));
+  assert.ok(parsed.ok && parsed.value.contents[0]?.transport?.kind === "ibb");
+  const accIdx = p.wire.findIndex((w) => jingleChild(w)?.attrs.action === "transport-accept");
+  const openIdx = p.wire.findIndex((w) => ibbChild(w)?.name === "open");
+  assert.ok(openIdx > accIdx, "IBB <open/> after transport-accept");
+  // Encrypted on the IBB wire: the data's first bytes never appear in a payload.
+  assert.ok(!p.wire.some((w) => serialize(w).includes(data.subarray(0, 12).toString("base64"))));
   p.alice.detach();
   p.bob.detach();
+});
+
+test("SOCKS5 without fallback (fallbackToIbb: false): connectivity-error; responder refusing IBB: transport-reject -> failed-transport", async () => {
+  const p = await pairOverSwitchboard();
+  unreachable(p);
+  await assert.rejects(p.alice.connect(J, { transport: "s5b", fallbackToIbb: false }), (e: unknown) => e instanceof XtlsError && e.reason === "connectivity-error");
+  assert.ok(!actions(p.wire).includes("transport-replace"));
+  p.alice.detach();
+  p.bob.detach();
+
+  const sb = new Switchboard();
+  const wire: Element[] = [];
+  sb.tap((x) => wire.push(x.stanza));
+  const alice = new XtlsClient({ connection: sb.connect(R), identity: await generateIdentity("romeo@montague.lit"), trust: new MemoryTrustStore(), leapOfFaith: () => true });
+  const bob = new XtlsClient({ connection: sb.connect(J), identity: await generateIdentity("juliet@capulet.lit"), trust: new MemoryTrustStore(), leapOfFaith: () => true, acceptSession: () => true, fallbackTransports: [] });
+  unreachable({ sb });
+  await assert.rejects(alice.connect(J, { transport: "s5b" }), (e: unknown) => e instanceof XtlsError && e.reason === "failed-transport");
+  const acts = actions(wire);
+  assert.ok(acts.includes("transport-replace") && acts.includes("transport-reject") && !acts.includes("transport-accept"), acts.join(","));
+  assert.ok(!wire.some((w) => ibbChild(w) !== undefined), "no IBB after a reject");
+  alice.detach();
+  bob.detach();
 });
