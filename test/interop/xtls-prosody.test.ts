@@ -381,3 +381,61 @@ test("XTLS over SOCKS5 through Prosody's proxy65 (XEP-0260 proxy candidate, XEP-
   assert.ok(ca.sent.some((x) => x.includes("<activate>")), "the initiator activated the bytestream at the proxy");
   assert.ok(ca.sent.some((x) => x.includes("<activated ")), "and told the responder");
 });
+
+/** Moves `n` random bytes a -> b over a tunnel; resolves with "length:sha256" of what arrived. */
+async function moveBytes(ta: XtlsTunnel, tb: XtlsTunnel, n: number): Promise<void> {
+  const file = randomBytes(n);
+  const received = new Promise<string>((res) => {
+    const h = createHash("sha256");
+    let got = 0;
+    tb.socket.on("data", (d: Buffer) => {
+      h.update(d);
+      got += d.length;
+      if (got >= file.length) res(`${got}:${h.digest("hex")}`);
+    });
+  });
+  ta.socket.write(file);
+  assert.equal(await received, `${file.length}:${createHash("sha256").update(file).digest("hex")}`);
+}
+
+test("SOCKS5 -> IBB fallback through Prosody (XEP-0260 2.8): proxy-error at activation, then no reachable candidate; TLS over IBB each time", async (t) => {
+  // 1. The proxy accepts both connections but the activation goes to a JID that does not
+  //    exist, so the server refuses it: <proxy-error/>, then transport-replace to IBB.
+  const notices: string[] = [];
+  const p = pair({ leapOfFaith: () => true, s5bDirect: false, s5bProxy: { jid: "noproxy.localhost", host: "127.0.0.1", port: proxyPort } }, { leapOfFaith: () => true });
+  t.after(() => p.done());
+  p.alice.onNotice((n) => notices.push(n.type === "transport-fallback" ? n.why : n.type));
+  ca.sent.length = 0;
+  cb.sent.length = 0;
+  const ta = await p.alice.connect(cb.jid, { transport: "s5b" });
+  const tb = await p.incoming;
+  assert.equal(ta.method, "x509");
+  await moveBytes(ta, tb, 300_000);
+  await ta.close();
+  assert.equal((await tb.ended).reason?.condition, "success");
+  assert.ok(ca.sent.some((x) => x.includes("<proxy-error/>")), "the initiator reported proxy-error");
+  assert.ok(ca.sent.some((x) => x.includes('action="transport-replace"')), "then replaced the transport");
+  assert.ok(cb.sent.some((x) => x.includes('action="transport-accept"')), "the responder accepted");
+  assert.ok(ca.sent.some((x) => ibbChild(parseXml(x))?.name === "data"), "the bytes went in-band");
+  assert.deepEqual(notices, ["our SOCKS5 proxy failed (connect or activation)"]);
+  p.done();
+
+  // 2. Nothing reachable: only a proxy candidate on a closed port -> candidate-error both ways.
+  const closedPort = await new Promise<number>((res) => {
+    const srv = createServer();
+    srv.listen(0, "127.0.0.1", () => {
+      const a = srv.address();
+      srv.close(() => res(typeof a === "object" && a !== null ? a.port : 0));
+    });
+  });
+  const q = pair({ leapOfFaith: () => true, s5bDirect: false, s5bProxy: { jid: "proxy.localhost", host: "127.0.0.1", port: closedPort } }, { leapOfFaith: () => true });
+  t.after(() => q.done());
+  ca.sent.length = 0;
+  const qa = await q.alice.connect(cb.jid, { transport: "s5b" });
+  const qb = await q.incoming;
+  await moveBytes(qa, qb, 100_000);
+  await qa.close();
+  assert.equal((await qb.ended).reason?.condition, "success");
+  assert.ok(ca.sent.some((x) => x.includes("<candidate-error/>")), "candidate-error");
+  assert.ok(ca.sent.some((x) => x.includes('action="transport-replace"')));
+});
