@@ -554,7 +554,9 @@ export class TuiApp {
         if (this.model.active === undefined) this.model.active = bare;
         this.model.say(bare, "info", `encrypted: Encrypted Session with ${e.peer} (${suiteLabel(e.options)})`);
         if (e.retainedSecretMatched) this.model.say(bare, "info", "this session continues your previous one with them (retained secret matched)");
-        if (e.sas !== undefined) this.model.say(bare, "info", `SAS: ${e.sas}  compare it with ${bare} (voice, in person), then /confirm or /reject`);
+        if (e.sas !== undefined && e.retainedSecretMatched && e.sasConfirmedBefore)
+          this.model.say(bare, "info", `SAS: ${e.sas}  (you compared a SAS with ${bare} before and this session continues that chain: no need to compare again)`);
+        else if (e.sas !== undefined) this.model.say(bare, "info", `SAS: ${e.sas}  compare it with ${bare} (voice, in person), then /confirm or /reject`);
         return;
       }
       case "trust":

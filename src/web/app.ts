@@ -1,24 +1,30 @@
 /**
- * The web client: a static page built from the library (SecureClient with the @noble
- * browser crypto provider) that logs in to an XMPP server over WebSocket and shows the
- * same conversation view as the terminal client: what protects the conversation, the SAS
- * to compare with "It matches" / "It differs", and every alert with the buttons that act
- * on it. Messages are never sent in the clear: without a session one is negotiated first.
+ * The web client: a static page built from the library that logs in to an XMPP server
+ * over WebSocket and runs the terminal client's controller (src/tui/app.ts TuiApp: the
+ * same contacts, conversations, commands and alerts) with the browser crypto provider,
+ * drawn with the DOM instead of ANSI. So the page shows exactly what the terminal shows:
+ * contacts with presence (add one, allow one), what protects the conversation and whether
+ * it is verified, the SAS with "It matches" / "It differs", every alert with buttons that
+ * run the alert's commands, and a message is never sent in the clear.
  *
- * Spec: RFC 7395 (./connection.ts); XEP-0217 v0.1 / XEP-0116 v0.16 / XEP-0200 v0.2 via
- * SecureClient; XEP-0116 4.7.2 (SAS), 7.4 (trust alerts), 8 (disclosure); XEP-0210
- * section 3 (usability). The identity key is non-extractable in IndexedDB (./keystore.ts).
+ * What it remembers lives in IndexedDB: the identity key non-extractable (./keystore.ts),
+ * retained secrets, SAS confirmations, peers' keys and trust decisions, the login form's
+ * settings without the password (./idb-store.ts).
+ *
+ * Spec: RFC 7395 (./connection.ts); RFC 6121 sections 2-4 (roster, subscriptions,
+ * presence, via TuiApp); XEP-0217 v0.1 / XEP-0116 v0.16 / XEP-0200 v0.2 via SecureClient;
+ * XEP-0116 4.7.2 (SAS), 7.3-7.4 (trust alerts), 8 (disclosure), section 12 (what is kept);
+ * XEP-0210 section 3 (usability).
  */
-import type { ClientEvent } from "../client/secure-client.js";
-import { SecureClient } from "../client/secure-client.js";
-import { bareJid, type FullJid, type Jid, jidParts, parseFullJid, parseJid } from "../core/types.js";
+import { bareJid, jidParts, parseJid } from "../core/types.js";
 import { browserClock, browserCrypto, browserRandom } from "../crypto/browser.js";
-import { MemoryStore } from "../store/memory.js";
-import { describeAlert, TrustManager } from "../trust/index.js";
-import { Model, type Conversation } from "../tui/model.js";
-import { protectionText } from "../tui/screen.js";
-import { connectBrowserXmpp, type BrowserXmppConnection } from "./connection.js";
-import { identityFingerprint, loadOrCreateIdentity } from "./keystore.js";
+import { TrustManager } from "../trust/index.js";
+import { TuiApp } from "../tui/app.js";
+import type { Alert, Contact, Line } from "../tui/model.js";
+import { lineText, protectionText } from "../tui/screen.js";
+import { connectBrowserXmpp } from "./connection.js";
+import { openIdbStore, type IdbStore } from "./idb-store.js";
+import { asyncSigner, identityFingerprint, loadOrCreateIdentity, type AsyncSigningIdentity } from "./keystore.js";
 
 interface PageConfig {
   readonly service?: string;
@@ -31,237 +37,181 @@ const $ = <T extends HTMLElement>(id: string): T => {
   return e as T;
 };
 
-function suite(o: { group: number | string; cipher: string; hash: string }): string {
-  return `${o.group === "x25519" ? "X25519" : `MODP-${o.group}`}, ${o.cipher.toUpperCase()}, ${o.hash.toUpperCase()}`;
+function node<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: { className?: string; text?: string } = {}, ...children: Node[]): HTMLElementTagNameMap[K] {
+  const e = document.createElement(tag);
+  if (attrs.className) e.className = attrs.className;
+  if (attrs.text !== undefined) e.textContent = attrs.text;
+  e.append(...children);
+  return e;
+}
+
+/** The button label for an alert command (the same commands the terminal lists). */
+export function actionLabel(command: string): string {
+  const [cmd = ""] = command.split(" ");
+  switch (cmd) {
+    case "/confirm":
+      return "It matches";
+    case "/reject":
+      return "It differs";
+    case "/trust":
+      return "Trust this key";
+    case "/trust-cert":
+      return "Trust this certificate";
+    case "/accept":
+      return "Accept";
+    case "/allow":
+      return "Allow";
+    case "/end":
+      return "End session";
+    case "/dismiss":
+      return "Dismiss";
+    default:
+      return command;
+  }
+}
+
+function presenceWord(c: Contact): { mark: string; word: string } {
+  if (c.resources.size === 0) return { mark: "○", word: "offline" };
+  const shows = [...c.resources.values()];
+  return shows.some((r) => r.show === "online" || r.show === "chat") ? { mark: "●", word: "online" } : { mark: "◐", word: "away" };
 }
 
 class WebApp {
-  readonly model = new Model(() => Date.now());
-  private client: SecureClient | undefined;
-  private conn: BrowserXmppConnection | undefined;
-  private readonly resources = new Map<string, string>();
+  private app: TuiApp | undefined;
+  private store: IdbStore | undefined;
+  /** The identity key as the asynchronous signer the ESession core will take (see ./keystore.ts). */
+  signer: AsyncSigningIdentity | undefined;
+
+  async settings(): Promise<{ account: string; service: string; resource: string } | undefined> {
+    this.store ??= await openIdbStore();
+    return this.store.lastSettings();
+  }
 
   async login(jid: string, password: string, service: string, resource: string): Promise<void> {
     const bare = bareJid(parseJid(jid));
     const { local, domain } = jidParts(bare);
-    this.conn = await connectBrowserXmpp({ service, domain, username: local ?? "", password, resource });
-    const store = new MemoryStore();
+    this.store ??= await openIdbStore();
+    const store = this.store;
+    const conn = await connectBrowserXmpp({ service, domain, username: local ?? "", password, resource });
     const trust = new TrustManager({ store, crypto: browserCrypto });
-    this.client = new SecureClient({
-      connection: this.conn,
+    const app = new TuiApp({
+      connection: conn,
       store,
       trust,
-      crypto: browserCrypto,
-      random: browserRandom,
-      clock: browserClock,
-      // SAS verification (XEP-0217): see ./keystore.ts for why the key does not sign yet.
-      policy: { offerPubkey: ["none"], acceptPubkey: ["key", "hash", "none"] },
+      downloads: "",
+      client: {
+        crypto: browserCrypto,
+        random: browserRandom,
+        clock: browserClock,
+        // SAS verification (XEP-0217) until the ESession core takes the asynchronous
+        // signer below (./keystore.ts explains why the key does not sign yet).
+        policy: { offerPubkey: ["none"], acceptPubkey: ["key", "hash", "none"] },
+      },
     });
-    this.client.on((e) => {
-      this.onEvent(e);
+    this.app = app;
+    app.onChange(() => this.draw());
+    const { identity, created } = await loadOrCreateIdentity(bare);
+    this.signer = await asyncSigner(identity);
+    app.model.ownFingerprint = await identityFingerprint(browserCrypto, identity);
+    if (created) app.model.say(undefined, "info", "created your identity key (non-extractable, kept in this browser)");
+    await store.putSettings({ account: bare, service, resource, lastLogin: Date.now() });
+    await app.start();
+    conn.onClose((e) => {
+      app.model.status = e ? `disconnected: ${e.message}` : "disconnected";
       this.draw();
     });
-    this.model.account = this.conn.jid;
-    this.model.status = "online";
-    const { identity, created } = await loadOrCreateIdentity(bare);
-    this.model.ownFingerprint = await identityFingerprint(browserCrypto, identity);
-    if (created) this.model.say(undefined, "info", "created your identity key (non-extractable, kept in this browser)");
-    await this.client.announce();
   }
 
-  private target(c: Conversation): FullJid {
-    if (c.peer) return c.peer;
-    const res = this.resources.get(c.bare);
-    if (res) return parseFullJid(`${c.bare}/${res}`);
-    throw new Error(`${c.bare} is not online here: enter the full address (user@domain/resource)`);
-  }
-
-  open(jid: string): void {
-    const j = parseJid(jid.trim());
-    const c = this.model.conversation(bareJid(j));
-    if (jidParts(j).resource !== undefined) c.peer = parseFullJid(j);
-    this.model.active = c.bare;
-    c.unread = 0;
+  /** Runs a command or sends a message, exactly as typed in the terminal client. */
+  async submit(line: string): Promise<void> {
+    await this.need().submit(line);
     this.draw();
   }
 
-  async negotiate(): Promise<void> {
-    const c = this.active();
-    const client = this.need();
-    const peer = this.target(c);
-    c.peer = peer;
-    c.protection = { kind: "negotiating" };
-    this.draw();
-    try {
-      await client.startSession(peer);
-      for (const text of c.queued.splice(0)) {
-        await client.sendMessage(peer, text);
-        this.model.say(c.bare, "out", text, "esession");
-      }
-    } catch (e) {
-      c.protection = { kind: "none" };
-      this.model.say(c.bare, "error", `could not encrypt: ${e instanceof Error ? e.message : String(e)}`);
-      for (const q of c.queued.splice(0)) this.model.say(c.bare, "error", `NOT sent (no encrypted session): ${q}`);
-    }
-    this.draw();
+  private need(): TuiApp {
+    if (!this.app) throw new Error("not logged in");
+    return this.app;
   }
 
-  async send(text: string): Promise<void> {
-    const c = this.active();
-    const client = this.need();
-    if (c.peer && client.session(c.peer)?.isActive) {
-      await client.sendMessage(c.peer, text);
-      this.model.say(c.bare, "out", text, "esession");
-    } else {
-      c.queued.push(text);
-      this.model.say(c.bare, "info", `queued until the session is encrypted: ${text}`);
-      if (c.protection.kind !== "negotiating") void this.negotiate();
-    }
-    this.draw();
-  }
-
-  async confirm(matches: boolean): Promise<void> {
-    const c = this.active();
-    const client = this.need();
-    if (!c.peer) return;
-    if (matches) {
-      await client.confirmSas(c.peer);
-      c.verification = "verified";
-      this.model.dismissWhere((a) => a.bare === c.bare && (a.kind === "sas-never-confirmed" || a.kind === "retained-secret-mismatch"));
-      this.model.say(c.bare, "info", "SAS confirmed: this conversation is verified");
-    } else {
-      this.model.say(c.bare, "warn", "SAS mismatch: ending the session. Someone may be intercepting.");
-      await client.terminate(c.peer);
-    }
-    this.draw();
-  }
-
-  async act(action: string, alertId: number): Promise<void> {
-    const c = this.active();
-    if (action === "end" && c.peer) await this.need().terminate(c.peer);
-    else if (action === "confirm") return this.confirm(true);
-    else if (action === "reject") return this.confirm(false);
-    this.model.dismiss(alertId);
-    this.draw();
-  }
-
-  private active(): Conversation {
-    if (this.model.active === undefined) throw new Error("open a conversation first");
-    return this.model.conversation(this.model.active);
-  }
-
-  private need(): SecureClient {
-    if (!this.client) throw new Error("not logged in");
-    return this.client;
-  }
-
-  private onEvent(e: ClientEvent): void {
-    switch (e.type) {
-      case "established": {
-        const c = this.model.conversation(bareJid(e.peer));
-        c.peer = e.peer;
-        c.protection = { kind: "esession", suite: suite(e.options), sas: e.sas, auth: "SAS" };
-        c.verification = "unverified";
-        if (this.model.active === undefined) this.model.active = c.bare;
-        this.model.say(c.bare, "info", `encrypted: Encrypted Session with ${e.peer} (${suite(e.options)})`);
-        return;
-      }
-      case "trust":
-        if (e.verdict.trust === "verified") this.model.conversation(bareJid(e.peer)).verification = "verified";
-        return;
-      case "trust-alert":
-        this.model.alert({ kind: e.alert.kind, bare: bareJid(e.peer), text: describeAlert(e.alert), actions: ["end", "dismiss"] });
-        return;
-      case "alert": {
-        const bare = bareJid(e.peer);
-        const sas = this.model.conversation(bare);
-        const s = sas.protection.kind === "esession" ? sas.protection.sas : undefined;
-        if (e.alert === "sas-never-confirmed") this.model.alert({ kind: e.alert, bare, text: `${bare} is not verified yet: compare the SAS ${s ?? ""}`, actions: ["confirm", "reject"] });
-        else if (e.alert === "retained-secret-mismatch")
-          this.model.alert({ kind: e.alert, bare, text: `${bare} did not share the secret of your last session: compare the SAS ${s ?? ""} now`, actions: ["confirm", "reject"] });
-        else this.model.alert({ kind: "disclosure", bare, text: `${bare} may disclose this session to a third party`, actions: ["end", "dismiss"] });
-        return;
-      }
-      case "message":
-        if (e.body !== undefined) {
-          this.model.say(bareJid(e.peer), "in", e.body, "esession");
-          if (this.model.active === undefined) this.model.active = bareJid(e.peer);
-        }
-        return;
-      case "terminated": {
-        const c = this.model.conversation(bareJid(e.peer));
-        c.protection = { kind: "none" };
-        c.verification = "n/a";
-        this.model.say(c.bare, "info", `encrypted session ended by ${e.by === "us" ? "you" : c.bare}`);
-        return;
-      }
-      case "failed":
-        this.model.say(bareJid(e.peer), "error", `encryption failed: ${e.error.message}`);
-        return;
-      case "unprotected": {
-        const s = e.stanza;
-        let from: Jid;
-        try {
-          from = parseJid(e.peer);
-        } catch {
-          return;
-        }
-        const res = jidParts(from).resource;
-        if (s.name === "presence" && res !== undefined) {
-          if (s.attrs.type === "unavailable") this.resources.delete(bareJid(from));
-          else if (s.attrs.type === undefined) this.resources.set(bareJid(from), res);
-        } else if (s.name === "message" && s.getChildText("body")) this.model.say(bareJid(from), "unprotected", s.getChildText("body") ?? "", "clear");
-        return;
-      }
-      default:
-        return;
-    }
+  /** An alert's command, run in the alert's conversation (/confirm acts on the open one). */
+  async act(a: Alert, command: string): Promise<void> {
+    const app = this.need();
+    if (app.model.active !== a.bare && !command.startsWith("/dismiss") && !command.startsWith("/allow")) await app.submit(`/open ${a.bare}`);
+    await this.submit(command);
   }
 
   draw(): void {
-    $("account").textContent = this.model.account;
-    $("fingerprint").textContent = this.model.ownFingerprint ?? "";
-    const c = this.model.active === undefined ? undefined : this.model.conversation(this.model.active);
+    const app = this.app;
+    if (!app) return;
+    const m = app.model;
+    $("account").textContent = m.account;
+    $("status").textContent = m.status;
+    $("fingerprint").textContent = m.ownFingerprint ?? "";
+    // Contacts with presence; people we talk to that are not in the roster are listed too.
+    const items: HTMLLIElement[] = m.sortedContacts().map((c) => {
+      const p = presenceWord(c);
+      const unread = m.conversations.get(c.bare)?.unread ?? 0;
+      const label = `${p.mark} ${c.name ?? c.bare}${unread > 0 ? ` (${unread})` : ""}${c.pendingOut ? " (asked)" : ""}`;
+      const b = node("button", { className: unread > 0 ? "unread" : "", text: label });
+      b.type = "button";
+      b.title = `${c.bare}: ${p.word}${c.pendingIn ? ", asks to see your presence" : ""}`;
+      b.dataset.jid = c.bare;
+      b.dataset.presence = p.word;
+      b.onclick = () => void this.submit(`/open ${c.bare}`).catch((e: unknown) => this.fail(e));
+      const li = node("li", { className: c.bare === m.active ? "active" : "" }, b);
+      return li;
+    });
+    for (const c of m.conversations.values()) {
+      if (m.contacts.has(c.bare)) continue;
+      const b = node("button", { text: `? ${c.bare}${c.unread ? ` (${c.unread})` : ""}` });
+      b.type = "button";
+      b.dataset.jid = c.bare;
+      b.onclick = () => void this.submit(`/open ${c.bare}`).catch((e: unknown) => this.fail(e));
+      items.push(node("li", { className: c.bare === m.active ? "active" : "" }, b));
+    }
+    $("contacts").replaceChildren(...items);
+
+    const c = m.active === undefined ? undefined : m.conversations.get(m.active);
     const prot = $("protection");
     const sasBox = $("sas-box");
     if (!c) {
-      prot.textContent = "no conversation open";
+      $("peer-title").textContent = "";
+      prot.textContent = "no conversation open: pick a contact or enter an address";
       prot.className = "state none";
       sasBox.hidden = true;
     } else {
       $("peer-title").textContent = c.peer ?? c.bare;
-      const p = protectionText(c);
-      prot.textContent = p.text;
+      prot.textContent = protectionText(c).text;
       prot.className = `state ${c.protection.kind === "esession" ? (c.verification === "verified" ? "verified" : "unverified") : c.protection.kind}`;
       const sas = c.protection.kind === "esession" ? c.protection.sas : undefined;
       sasBox.hidden = sas === undefined || c.verification === "verified";
       $("sas").textContent = sas ?? "";
     }
-    const alerts = $("alerts");
-    alerts.replaceChildren(
-      ...this.model.alerts.map((a) => {
-        const li = document.createElement("li");
-        li.className = "alert";
+    $("alerts").replaceChildren(
+      ...m.alerts.map((a) => {
+        const li = node("li", { className: "alert", text: `[${a.id}] ${a.text} ` });
         li.dataset.kind = a.kind;
-        li.append(`[${a.id}] ${a.text} `);
-        for (const act of a.actions) {
-          const b = document.createElement("button");
-          b.textContent = act === "confirm" ? "It matches" : act === "reject" ? "It differs" : act === "end" ? "End session" : "Dismiss";
-          b.dataset.action = act;
-          b.onclick = () => void this.act(act, a.id).catch((err: unknown) => this.fail(err));
+        for (const command of a.actions) {
+          const b = node("button", { text: actionLabel(command) });
+          b.type = "button";
+          b.dataset.action = command.split(" ")[0]?.slice(1) ?? "";
+          b.onclick = () => void this.act(a, command).catch((err: unknown) => this.fail(err));
           li.append(b);
         }
         return li;
       }),
     );
     const list = $("messages");
-    const lines = c ? c.lines : this.model.console;
+    const lines: Line[] = c ? c.lines : m.console;
     list.replaceChildren(
       ...lines.map((l) => {
-        const li = document.createElement("li");
-        li.className = `line ${l.kind}`;
-        const who = l.kind === "in" ? `${c?.bare ?? ""}: ` : l.kind === "out" ? "me: " : l.kind === "unprotected" ? `[NOT ENCRYPTED] ${c?.bare ?? ""}: ` : "";
-        li.textContent = `${who}${l.text}`;
+        const li = node("li", { className: `line ${l.kind}` });
+        if ((l.kind === "in" || l.kind === "out") && (l.via === "esession" || l.via === "object")) {
+          const badge = node("span", { className: `badge ${l.via}`, text: l.via === "esession" ? "ESession" : "object" });
+          badge.title = l.via === "esession" ? "encrypted in an Encrypted Session (XEP-0200)" : "signed and encrypted with S/MIME (RFC 3923)";
+          li.append(badge);
+        }
+        li.append(lineText(l, c?.bare));
         return li;
       }),
     );
@@ -269,13 +219,13 @@ class WebApp {
   }
 
   fail(e: unknown): void {
-    this.model.say(this.model.active, "error", e instanceof Error ? e.message : String(e));
+    this.app?.model.say(this.app.model.active, "error", e instanceof Error ? e.message : String(e));
     this.draw();
   }
 }
 
 async function main(): Promise<void> {
-  const app = new WebApp();
+  const web = new WebApp();
   let cfg: PageConfig = {};
   try {
     cfg = (await (await fetch("config.json")).json()) as PageConfig;
@@ -283,7 +233,12 @@ async function main(): Promise<void> {
     /* no server config: the user types the service */
   }
   const params = new URLSearchParams(location.search);
-  ($("service") as HTMLInputElement).value = params.get("service") ?? cfg.service ?? `ws://${location.hostname}:5280/xmpp-websocket`;
+  const saved = await web.settings().catch(() => undefined);
+  $<HTMLInputElement>("service").value = params.get("service") ?? saved?.service ?? cfg.service ?? `ws://${location.hostname}:5280/xmpp-websocket`;
+  if (saved) {
+    $<HTMLInputElement>("jid").value = saved.account;
+    $<HTMLInputElement>("resource").value = saved.resource;
+  }
   $<HTMLFormElement>("login-form").onsubmit = (ev) => {
     ev.preventDefault();
     const jid = $<HTMLInputElement>("jid").value.trim();
@@ -291,36 +246,33 @@ async function main(): Promise<void> {
     const service = $<HTMLInputElement>("service").value.trim();
     const resource = $<HTMLInputElement>("resource").value.trim() || "web";
     $("login-error").textContent = "";
-    app.login(jid, pw, service, resource).then(
+    web.login(jid, pw, service, resource).then(
       () => {
         $<HTMLInputElement>("password").value = "";
         $("login").hidden = true;
         $("main").hidden = false;
-        app.draw();
+        web.draw();
       },
       (e: unknown) => {
         $("login-error").textContent = e instanceof Error ? e.message : String(e);
       },
     );
   };
-  $<HTMLFormElement>("open-form").onsubmit = (ev) => {
-    ev.preventDefault();
-    try {
-      app.open($<HTMLInputElement>("peer").value);
-    } catch (e) {
-      app.fail(e);
-    }
+  const onSubmit = (formId: string, inputId: string, toCommand: (v: string) => string): void => {
+    $<HTMLFormElement>(formId).onsubmit = (ev) => {
+      ev.preventDefault();
+      const input = $<HTMLInputElement>(inputId);
+      const v = input.value.trim();
+      input.value = "";
+      if (v) void web.submit(toCommand(v)).catch((e: unknown) => web.fail(e));
+    };
   };
-  $("encrypt").onclick = () => void app.negotiate().catch((e: unknown) => app.fail(e));
-  $("sas-match").onclick = () => void app.confirm(true).catch((e: unknown) => app.fail(e));
-  $("sas-differ").onclick = () => void app.confirm(false).catch((e: unknown) => app.fail(e));
-  $<HTMLFormElement>("compose").onsubmit = (ev) => {
-    ev.preventDefault();
-    const t = $<HTMLInputElement>("text");
-    const text = t.value.trim();
-    t.value = "";
-    if (text) void app.send(text).catch((e: unknown) => app.fail(e));
-  };
+  onSubmit("open-form", "peer", (v) => `/open ${v}`);
+  onSubmit("add-form", "add-jid", (v) => `/add ${v}`);
+  onSubmit("compose", "text", (v) => v);
+  $("encrypt").onclick = () => void web.submit("/encrypt").catch((e: unknown) => web.fail(e));
+  $("sas-match").onclick = () => void web.submit("/confirm").catch((e: unknown) => web.fail(e));
+  $("sas-differ").onclick = () => void web.submit("/reject").catch((e: unknown) => web.fail(e));
 }
 
 void main();

@@ -2,7 +2,9 @@
  * The web client used as people use it, in Debian's Chromium driven by playwright-core:
  * two people in two browser contexts log in to a real Prosody over WebSocket, negotiate an
  * Encrypted Session, see the same SAS, confirm it and exchange messages; what Prosody
- * relays over the WebSocket is ciphertext. Then a browser user and a terminal user (the
+ * relays over the WebSocket is ciphertext; they add each other as contacts, act on alerts
+ * with their buttons, and after a page reload the SAS confirmation and the retained
+ * secret (IndexedDB) carry the next session. Then a browser user and a terminal user (the
  * tmux-driven `xmpp-e2e tui`) talk to each other encrypted. A screenshot of the
  * conversation view is kept under test-artifacts/.
  *
@@ -75,7 +77,19 @@ async function person(user: string, password: string, resource: string): Promise
   return { page, frames };
 }
 
-test("two people in two browsers: login, encrypted session, same SAS, confirm, messages; Prosody relays ciphertext", { timeout: 120_000 }, async () => {
+async function login(p: Person, user: string, password: string): Promise<void> {
+  await p.page.fill("#password", password);
+  await p.page.click("#login-btn");
+  await p.page.waitForSelector("#main:not([hidden])", { timeout: 20_000 }).catch(async (e: unknown) => {
+    throw new Error(`${user} could not log in again: ${await p.page.textContent("#login-error")} (${String(e)})`);
+  });
+}
+
+const text = async (p: Person, sel: string): Promise<string> => (await p.page.textContent(sel)) ?? "";
+const waitText = (p: Person, sel: string, needle: string, timeout = 20_000): Promise<unknown> =>
+  p.page.waitForFunction(([s, n]) => document.querySelector(s)?.textContent?.includes(n) === true, [sel, needle] as const, { timeout });
+
+test("two people in two browsers: contacts, encrypted session, same SAS, confirm, messages, ciphertext on the wire; after a reload the trust and the retained secret are still there", { timeout: 150_000 }, async () => {
   const alice = await person("alice", "alice-pw", "web");
   const bob = await person("bob", "bob-pw", "web");
   // The identity key is non-extractable in IndexedDB.
@@ -92,27 +106,37 @@ test("two people in two browsers: login, encrypted session, same SAS, confirm, m
   );
   assert.equal(extractable, false);
 
-  await alice.page.fill("#peer", "bob@localhost/web");
-  await alice.page.click("#open-btn");
-  assert.match((await alice.page.textContent("#protection")) ?? "", /NOT ENCRYPTED/);
+  // Contacts: Alice adds Bob; Bob allows her from the alert (and asks back, auto-approved).
+  await alice.page.fill("#add-jid", "bob@localhost");
+  await alice.page.click("#add-btn");
+  await bob.page.waitForSelector('#alerts li[data-kind="subscription"] button[data-action="allow"]', { timeout: 20_000 });
+  await bob.page.click('#alerts li[data-kind="subscription"] button[data-action="allow"]');
+  await alice.page.waitForSelector('#contacts button[data-jid="bob@localhost"][data-presence="online"]', { timeout: 20_000 });
+  await bob.page.waitForSelector('#contacts button[data-jid="alice@localhost"][data-presence="online"]', { timeout: 20_000 });
+
+  await alice.page.click('#contacts button[data-jid="bob@localhost"]');
+  assert.match(await text(alice, "#protection"), /NOT ENCRYPTED/);
   await alice.page.fill("#text", "Hello Bob, from Alice's browser");
   await alice.page.click("#send");
-  await alice.page.waitForFunction(() => document.querySelector("#protection")?.textContent?.includes("ENCRYPTED (ESession"), undefined, { timeout: 20_000 });
-  await bob.page.waitForFunction(() => document.querySelector("#messages")?.textContent?.includes("Hello Bob, from Alice's browser"), undefined, { timeout: 20_000 });
-  const aliceSas = await alice.page.textContent("#sas");
-  const bobSas = await bob.page.textContent("#sas");
-  assert.ok(aliceSas && /^\S{5}$/.test(aliceSas), `a SAS is shown (${aliceSas})`);
+  await waitText(alice, "#protection", "ENCRYPTED (ESession");
+  await waitText(bob, "#messages", "Hello Bob, from Alice's browser");
+  const aliceSas = await text(alice, "#sas");
+  const bobSas = await text(bob, "#sas");
+  assert.ok(/^\S{5}$/.test(aliceSas), `a SAS is shown (${aliceSas})`);
   assert.equal(aliceSas, bobSas, "both people see the same SAS");
-  assert.match((await alice.page.textContent("#protection")) ?? "", /UNVERIFIED: compare SAS/);
+  assert.match(await text(alice, "#protection"), /UNVERIFIED: compare SAS/);
+  assert.match(await text(alice, "#messages"), /ESession\s*\d\d:\d\d me: Hello Bob/, "the message carries its encrypted-by indicator");
 
+  // Alice confirms with the SAS box, Bob with the buttons of the "not verified yet" alert.
   await alice.page.click("#sas-match");
-  await bob.page.click("#sas-match");
-  await alice.page.waitForFunction(() => document.querySelector("#protection")?.textContent?.includes("VERIFIED") && !document.querySelector("#protection")?.textContent?.includes("UNVERIFIED"));
-  await bob.page.waitForFunction(() => document.querySelector("#protection")?.textContent?.includes("| VERIFIED"));
+  await bob.page.click('#alerts li[data-kind="sas-never-confirmed"] button[data-action="confirm"]');
+  await waitText(alice, "#protection", "| VERIFIED");
+  await waitText(bob, "#protection", "| VERIFIED");
+  assert.equal(await bob.page.locator('#alerts li[data-kind="sas-never-confirmed"]').count(), 0, "the alert is resolved by its action");
 
   await bob.page.fill("#text", "Hi Alice, the code matched");
   await bob.page.click("#send");
-  await alice.page.waitForFunction(() => document.querySelector("#messages")?.textContent?.includes("Hi Alice, the code matched"));
+  await waitText(alice, "#messages", "Hi Alice, the code matched");
 
   // What Prosody relayed: <c/> elements, never the text.
   const relayed = [...alice.frames, ...bob.frames].join("\n");
@@ -122,6 +146,29 @@ test("two people in two browsers: login, encrypted session, same SAS, confirm, m
 
   mkdirSync(ARTIFACTS, { recursive: true });
   await alice.page.screenshot({ path: join(ARTIFACTS, "web-conversation.png"), fullPage: true });
+
+  // Both reload the page: the login form remembers the account (not the password), and
+  // IndexedDB still holds the retained secret and the SAS confirmation, so the next
+  // session continues the verified chain without comparing again.
+  await alice.page.reload();
+  await bob.page.reload();
+  assert.equal(await alice.page.inputValue("#jid"), "alice@localhost");
+  assert.equal(await alice.page.inputValue("#password"), "");
+  await login(bob, "bob", "bob-pw");
+  await login(alice, "alice", "alice-pw");
+  await alice.page.waitForSelector('#contacts button[data-jid="bob@localhost"][data-presence="online"]', { timeout: 20_000 });
+  await alice.page.click('#contacts button[data-jid="bob@localhost"]');
+  await alice.page.fill("#text", "Still you, Bob?");
+  await alice.page.click("#send");
+  await waitText(bob, "#messages", "Still you, Bob?");
+  await waitText(alice, "#messages", "retained secret matched");
+  await waitText(bob, "#messages", "retained secret matched");
+  await waitText(alice, "#protection", "| VERIFIED");
+  await waitText(bob, "#protection", "| VERIFIED");
+  assert.equal(await alice.page.locator('#alerts li[data-kind="retained-secret-mismatch"]').count(), 0);
+  assert.equal(await alice.page.locator('#alerts li[data-kind="sas-never-confirmed"]').count(), 0);
+  assert.ok(await alice.page.locator("#sas-box").isHidden(), "nothing to compare again");
+  await alice.page.screenshot({ path: join(ARTIFACTS, "web-after-reload.png"), fullPage: true });
   await alice.page.context().close();
   await bob.page.context().close();
 });
