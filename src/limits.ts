@@ -104,7 +104,7 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
   maxDiscoForms: 16,
 
   maxPubkeyEntries: 64,
-  maxPubkeyBytes: 64 * 1024,
+  maxPubkeyBytes: 16 * 1024,
 });
 
 export class LimitsError extends Error {

@@ -12,6 +12,7 @@
  */
 import type { Jid } from "../core/types.js";
 import { parseJid } from "../core/types.js";
+import { getLimits } from "../limits.js";
 import { FormError, formToXml, parseForm, type DataForm } from "../forms/codec.js";
 import { el, elements, NS, type Element } from "../xml/index.js";
 
@@ -83,8 +84,11 @@ export function parseInfo(query: Element): DiscoInfo {
   const identities: Identity[] = [];
   const features: string[] = [];
   const forms: DataForm[] = [];
+  // Bounded answers (../limits.ts): the result is hashed for XEP-0115 and may be cached.
+  const lim = getLimits();
   for (const c of elements(query)) {
     if (c.name === "identity") {
+      if (identities.length >= lim.maxDiscoIdentities) throw new DiscoError("bad-request", "too many identities");
       const category = str(c.attrs.category);
       const type = str(c.attrs.type);
       if (category === undefined || type === undefined) throw new DiscoError("bad-request", "identity without category or type");
@@ -92,10 +96,12 @@ export function parseInfo(query: Element): DiscoInfo {
       const lang = str(c.attrs["xml:lang"]);
       identities.push({ category, type, ...(name !== undefined ? { name } : {}), ...(lang !== undefined ? { lang } : {}) });
     } else if (c.name === "feature") {
+      if (features.length >= lim.maxDiscoFeatures) throw new DiscoError("bad-request", "too many features");
       const v = str(c.attrs.var);
       if (v === undefined) throw new DiscoError("bad-request", "feature without var");
       features.push(v);
     } else if (c.name === "x" && c.getNS() === NS.data) {
+      if (forms.length >= lim.maxDiscoForms) throw new DiscoError("bad-request", "too many extension forms");
       try {
         forms.push(parseForm(c));
       } catch (e) {

@@ -8,6 +8,7 @@
  * The codec keeps field order. Callers that MAC a form (XEP-0116) normalize the received
  * element itself, never a re-encoding; see src/xml normalize().
  */
+import { getLimits, type Limits } from "../limits.js";
 import { el, elements, type Element, NS } from "../xml/index.js";
 
 export type FormType = "form" | "submit" | "cancel" | "result";
@@ -67,18 +68,30 @@ export class FormError extends Error {
   }
 }
 
-/** Parses a `<x xmlns='jabber:x:data'/>` element. Throws {@link FormError}. */
+/**
+ * Parses a `<x xmlns='jabber:x:data'/>` element. Throws {@link FormError}, also when the
+ * form is over the limits of ../limits.ts (maxFormFields, maxFieldValues,
+ * maxFieldOptions, maxFieldValueBytes): a form is the carrier of every ESession
+ * negotiation value (Base64 DH values, keys, signatures), so an oversized one is refused
+ * here, before any layer decodes or computes with it (XEP-0210 section 4.4).
+ */
 export function parseForm(x: Element): DataForm {
   if (x.name !== "x" || x.getNS() !== NS.data) throw new FormError("not a data form");
+  const lim = getLimits();
   const type = x.attrs.type as string | undefined;
   if (type === undefined || !FORM_TYPES.includes(type)) throw new FormError("bad form type");
   const fields: Field[] = [];
   let title: string | undefined;
   const instructions: string[] = [];
   for (const c of elements(x)) {
-    if (c.name === "title") title = c.getText();
-    else if (c.name === "instructions") instructions.push(c.getText());
-    else if (c.name === "field") fields.push(parseField(c));
+    if (c.name === "title") title = text(c, lim);
+    else if (c.name === "instructions") {
+      if (instructions.length >= lim.maxFieldValues) throw new FormError("too many instructions");
+      instructions.push(text(c, lim));
+    } else if (c.name === "field") {
+      if (fields.length >= lim.maxFormFields) throw new FormError("too many fields");
+      fields.push(parseField(c, lim));
+    }
   }
   return {
     type: type as FormType,
@@ -88,7 +101,14 @@ export function parseForm(x: Element): DataForm {
   };
 }
 
-function parseField(f: Element): Field {
+/** Character data of `e`, refused beyond maxFieldValueBytes. */
+function text(e: Element, lim: Readonly<Limits>): string {
+  const t = e.getText();
+  if (t.length > lim.maxFieldValueBytes) throw new FormError("value too large");
+  return t;
+}
+
+function parseField(f: Element, lim: Readonly<Limits>): Field {
   const v = f.attrs.var as string | undefined;
   const t = f.attrs.type as string | undefined;
   if (t !== undefined && !FIELD_TYPES.includes(t)) throw new FormError(`bad field type for ${v ?? "?"}`);
@@ -98,14 +118,17 @@ function parseField(f: Element): Field {
   let required = false;
   let desc: string | undefined;
   for (const c of elements(f)) {
-    if (c.name === "value") values.push(c.getText());
-    else if (c.name === "required") required = true;
-    else if (c.name === "desc") desc = c.getText();
+    if (c.name === "value") {
+      if (values.length >= lim.maxFieldValues) throw new FormError("too many values");
+      values.push(text(c, lim));
+    } else if (c.name === "required") required = true;
+    else if (c.name === "desc") desc = text(c, lim);
     else if (c.name === "option") {
       const ov = c.getChild("value");
-      if (!ov) throw new FormError(`option without value in ${v ?? "?"}`);
+      if (!ov) throw new FormError("option without value");
+      if (options.length >= lim.maxFieldOptions) throw new FormError("too many options");
       const label = c.attrs.label as string | undefined;
-      options.push({ value: ov.getText(), ...(label !== undefined ? { label } : {}) });
+      options.push({ value: text(ov, lim), ...(label !== undefined ? { label } : {}) });
     }
   }
   const label = f.attrs.label as string | undefined;

@@ -16,6 +16,8 @@ export const NEGOTIATION_CONDITIONS = [
   "service-unavailable",
   "bad-request",
   "unexpected-request",
+  /** Too many negotiations pending (../limits.ts): RFC 6120 8.3.3.18, retry later. */
+  "resource-constraint",
 ] as const;
 export type NegotiationCondition = (typeof NEGOTIATION_CONDITIONS)[number];
 
@@ -61,7 +63,7 @@ export function isNegotiationCondition(s: string): s is NegotiationCondition {
 /**
  * Error type and legacy code per condition, as XEP-0155 section 4.3 shows them
  * (503/cancel, 501/cancel, 406/modify) and XEP-0086 for the two it does not show
- * (bad-request 400/modify; unexpected-request 400/wait).
+ * (bad-request 400/modify; unexpected-request 400/wait; resource-constraint 500/wait).
  */
 export const NEGOTIATION_ERROR_TYPES: Readonly<Record<NegotiationCondition, { type: StanzaErrorType; code: string }>> = {
   "feature-not-implemented": { type: "cancel", code: "501" },
@@ -69,6 +71,7 @@ export const NEGOTIATION_ERROR_TYPES: Readonly<Record<NegotiationCondition, { ty
   "service-unavailable": { type: "cancel", code: "503" },
   "bad-request": { type: "modify", code: "400" },
   "unexpected-request": { type: "wait", code: "400" },
+  "resource-constraint": { type: "wait", code: "500" },
 };
 
 /** Raised by codecs and commands of this layer; `handle*` methods never let it escape. */

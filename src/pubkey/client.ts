@@ -25,6 +25,7 @@
 import { toHex } from "../core/bytes.js";
 import { Outbox, type Output } from "../core/machine.js";
 import { bareJid, type Clock, type FullJid, type Jid, type Random } from "../core/types.js";
+import { getLimits } from "../limits.js";
 import { el, elements, NS, type Element } from "../xml/index.js";
 import {
   buildPubkeyPayload,
@@ -314,6 +315,7 @@ export class PubkeyClient {
       case "items": {
         const items = s.getChild("pubsub", NS_PUBSUB)?.getChild("items");
         if (items === undefined || attr(items, "node") !== p.node) return fail("no <items/> for the node");
+        if (items.getChildren("item").length > getLimits().maxPubkeyEntries) return fail("too many items");
         this.out.emit({
           type: "items",
           requestId: id,
@@ -355,6 +357,8 @@ export class PubkeyClient {
       const items = event.getChild("items");
       const node = items === undefined ? undefined : attr(items, "node");
       if (items === undefined || node === undefined || !Object.values(PUBKEY_NODES).includes(node as (typeof PUBKEY_NODES)[PubkeyNodeKind])) return false;
+      // ../limits.ts maxPubkeyEntries: an oversized notification is dropped, not delivered.
+      if (items.children.length > getLimits().maxPubkeyEntries) return true;
       this.out.emit({
         type: "notification",
         from: bareJid(from),

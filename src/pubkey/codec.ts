@@ -28,6 +28,7 @@
  */
 import { buildKeyValue, parseKeyValue, XMLDSIG_NS, type KeyValueData } from "../identity/keyvalue.js";
 import { IdentityError } from "../identity/errors.js";
+import { getLimits } from "../limits.js";
 import { el, elements, NS, type Element } from "../xml/index.js";
 import { PubkeyError } from "./errors.js";
 
@@ -117,9 +118,29 @@ function bad(why: string): PubkeyError {
   return new PubkeyError("bad-request", why);
 }
 
-/** Text with all whitespace removed (Base64, decimal numbers, fingerprints, times). */
+/**
+ * Text with all whitespace removed (Base64, decimal numbers, fingerprints, times). Values
+ * beyond maxPubkeyBytes (../limits.ts) are refused before any caller decodes them (a
+ * decimal modulus becomes a bigint, quadratic in its length).
+ */
 function compact(e: Element): string {
-  return e.getText().replace(/\s+/g, "");
+  const t = e.getText();
+  if (t.length > getLimits().maxPubkeyBytes) throw bad(`<${e.name}/> too large`);
+  return t.replace(/\s+/g, "");
+}
+
+/** The text size of a whole subtree, bounded by maxPubkeyBytes. */
+function checkSize(e: Element): void {
+  const max = getLimits().maxPubkeyBytes;
+  let n = 0;
+  const walk = (x: Element): void => {
+    for (const c of x.children) {
+      n += typeof c === "string" ? c.length : 0;
+      if (n > max) throw bad(`<${e.name}/> too large`);
+      if (typeof c !== "string") walk(c);
+    }
+  };
+  walk(e);
 }
 
 function only(parent: Element, name: string): Element | undefined {
@@ -157,6 +178,7 @@ function reqPrint(parent: Element, name: string): Print {
 }
 
 function keyValueOf(e: Element): KeyValueData {
+  checkSize(e);
   try {
     return parseKeyValue(e);
   } catch (err) {
@@ -204,8 +226,12 @@ function parsePubKey(e: Element): PubKey | PubKeyRequest {
 
 function parseLegacy(e: Element): LegacyPubKeys {
   const keyinfos: LegacyKeyInfo[] = [];
+  const max = getLimits().maxPubkeyEntries;
+  let entries = 0;
   for (const ki of elements(e)) {
     if (ki.name !== "keyinfo") continue;
+    entries += 1 + elements(ki).length;
+    if (entries > max) throw bad("too many keys");
     const name = opt(ki, "name");
     keyinfos.push({
       ...(name === undefined ? {} : { name }),
