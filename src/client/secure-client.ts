@@ -31,6 +31,21 @@ import { OfflineError } from "../offline/errors.js";
 import { errorCondition, itemsIq, parseItems, publishIq, retractIq } from "../offline/pep.js";
 import { acceptOfflineSession, createOfflineOptions, destroySecret, startOfflineSession, verifyOfflineOptions } from "../offline/session.js";
 import type { OfflineStore } from "../store/offline.js";
+import { buildInfoQuery, parseInfoResult } from "../disco/codec.js";
+import {
+  addHints,
+  carbonsEnableIq,
+  carriesESession,
+  claimsCarbon,
+  NS_CARBONS,
+  parseCarbon,
+  parseSentCopy,
+  sentCopy,
+  type CarbonDirection,
+  type ParsedCarbon,
+} from "../devices/codec.js";
+import { FanoutTracker, type DeviceDelivery, type QueuedCopy, type UndeliveredReason } from "../devices/fanout.js";
+import { DeviceRegistry, type DeviceChange, type DeviceInfo } from "../devices/registry.js";
 
 export interface Established {
   readonly peer: FullJid;
@@ -107,7 +122,38 @@ export type ClientEvent =
       readonly reason: "peer-lost-session";
     }
   /** XEP-0187: our published offline options were used, topped up, or expired. */
-  | { readonly type: "offline-options"; readonly published: number; readonly used: number; readonly expired: number };
+  | { readonly type: "offline-options"; readonly published: number; readonly used: number; readonly expired: number }
+  /** Many devices (option `devices`): a device of a contact or of ours appeared, changed or expired. */
+  | { readonly type: "device"; readonly change: DeviceChange; readonly device: DeviceInfo }
+  /** Many devices: what happened to one copy of a fan-out (sent in its session, or undelivered and why). */
+  | { readonly type: "delivery"; readonly fanoutId: string; readonly delivery: DeviceDelivery }
+  /**
+   * Many devices: one of our own other devices (`device`, authenticated by our session with
+   * it) sent `stanza` to `to`; this is its sent-by-self copy, so this device sees the whole
+   * conversation.
+   */
+  | { readonly type: "sent-copy"; readonly device: FullJid; readonly to: string; readonly body: string | undefined; readonly stanza: Element }
+  /**
+   * A XEP-0280 carbon of a plaintext message (our account's other device sent or received
+   * it): shown as unprotected, `peer` is the other party.
+   */
+  | {
+      readonly type: "carbon";
+      readonly direction: CarbonDirection;
+      readonly peer: string;
+      readonly body: string | undefined;
+      readonly stanza: Element;
+      readonly protected: false;
+    }
+  /** A XEP-0280 carbon of an encrypted stanza: it belongs to another device's session and cannot be ours. */
+  | { readonly type: "carbon-undecryptable"; readonly direction: CarbonDirection; readonly peer: string; readonly id: string | undefined }
+  /**
+   * A carbon we refused (XEP-0280 section 11): not from our own bare JID, malformed, or a
+   * carbon wrapper inside a session with someone else's device.
+   */
+  | { readonly type: "carbon-rejected"; readonly from: string; readonly reason: "not-own-account" | "malformed" | "inside-foreign-session" }
+  /** Whether the server enabled XEP-0280 carbons for this connection. */
+  | { readonly type: "carbons"; readonly enabled: boolean };
 
 export interface Timers {
   set(fn: () => void, ms: number): unknown;
@@ -153,7 +199,40 @@ export interface SecureClientOptions {
   readonly iqTimeoutMs?: number;
   /** Session recovery after a peer lost its state (docs/offline-and-devices.md). */
   readonly recovery?: RecoveryOptions;
+  /** Many devices: registry, fan-out, carbons and hints (docs/offline-and-devices.md "Many devices"). */
+  readonly devices?: DevicesOptions;
 }
+
+export interface DevicesOptions {
+  /** Enable XEP-0280 carbons in announce() (default true); plaintext carbons are then reported as `carbon` events. */
+  readonly carbons?: boolean;
+  /** Send sent-by-self copies to our own other online devices through sessions with them (default true). */
+  readonly selfCopies?: boolean;
+  /** How long one device's negotiation may take before its copies are reported undelivered (default 15,000 ms). */
+  readonly negotiationTimeoutMs?: number;
+  /** Devices offline (or unresponsive) and not seen for this long are dropped (default 14 days). */
+  readonly staleAfterMs?: number;
+  /** How long a device that timed out or failed is skipped (default 5 minutes). */
+  readonly retryAfterMs?: number;
+  /** When a contact has no online device, send through a XEP-0187 offline session if `offline` is configured (default true). */
+  readonly offlineFallback?: boolean;
+}
+
+/** What fanout() did at once; `settled` resolves when every copy is sent or reported undelivered. */
+export interface FanoutReport {
+  readonly id: string;
+  /** Devices whose copy left at once, in an active session. */
+  readonly sent: readonly Jid[];
+  /** Devices whose copy waits for their session (negotiating, or waiting for their features). */
+  readonly queued: readonly FullJid[];
+  /** Devices skipped (not capable, unresponsive), reported as undelivered. */
+  readonly skipped: readonly { readonly device: FullJid; readonly reason: UndeliveredReason }[];
+  readonly settled: Promise<readonly DeviceDelivery[]>;
+}
+
+export const DEFAULT_NEGOTIATION_TIMEOUT_MS = 15_000;
+export const DEFAULT_STALE_AFTER_MS = 14 * 24 * 3600 * 1000;
+export const DEFAULT_RETRY_AFTER_MS = 5 * 60 * 1000;
 
 export interface RecoveryOptions {
   /** Renegotiate when a peer reports it cannot decrypt our stanzas (default true; at most 3 a minute). */
@@ -235,6 +314,16 @@ export class SecureClient {
   private readonly recoveries = new Map<string, number[]>();
   /** Offline option items we already used as a sender (never twice, XEP-0187 6.1). */
   private readonly usedOfflineItems = new Set<string>();
+  /** Many devices (option `devices`): the registry, the fan-out queues and each fan-out's waiter. */
+  private readonly dev:
+    | {
+        readonly registry: DeviceRegistry;
+        readonly tracker: FanoutTracker;
+        readonly settle: Map<string, (r: readonly DeviceDelivery[]) => void>;
+      }
+    | undefined;
+  /** The negotiated XEP-0155 logging of each established session (for the XEP-0334 hints). */
+  private readonly logging = new WeakMap<ESession, string>();
 
   constructor(private readonly o: SecureClientOptions) {
     this.crypto = o.crypto ?? nodeCrypto;
@@ -243,6 +332,19 @@ export class SecureClient {
     this.timers = o.timers ?? systemTimers;
     this.policy = { ...DEFAULT_POLICY, ...o.policy };
     this.disco = new DiscoResponder({ jid: o.connection.jid, crypto: this.crypto, capsNode: CAPS_NODE });
+    if (o.devices) {
+      this.dev = {
+        registry: new DeviceRegistry({
+          self: o.connection.jid,
+          clock: this.clock,
+          crypto: this.crypto,
+          staleAfterMs: o.devices.staleAfterMs ?? DEFAULT_STALE_AFTER_MS,
+          retryAfterMs: o.devices.retryAfterMs ?? DEFAULT_RETRY_AFTER_MS,
+        }),
+        tracker: new FanoutTracker({ clock: this.clock, negotiationTimeoutMs: o.devices.negotiationTimeoutMs ?? DEFAULT_NEGOTIATION_TIMEOUT_MS }),
+        settle: new Map(),
+      };
+    }
     this.unsubscribe = o.connection.onStanza((s) => {
       // iq results are matched at once: a handler awaiting one must not wait behind itself.
       if (this.matchIq(s)) return;
@@ -343,7 +445,10 @@ export class SecureClient {
     }
     if (entry.peer !== from && bareJid(parseJid(entry.peer)) !== bareJid(parseJid(from))) return;
     this.sentLog.delete(id);
-    const resend = lost && peer !== undefined && (this.o.recovery?.resend ?? false);
+    // Many devices: a copy meant for one device that reached another (the server rerouted it
+    // after the device left) is reported, never resent to that other device, which has its own copy.
+    const rerouted = this.dev !== undefined && entry.peer.includes("/") && entry.peer !== from;
+    const resend = lost && peer !== undefined && !rerouted && (this.o.recovery?.resend ?? false);
     // A stanza is resent to the device that reported it (an offline session's bare JID
     // becomes the full JID that is now online).
     if (resend && peer) {
@@ -618,6 +723,313 @@ export class SecureClient {
     return el("message", { to, type: "error", id: stanza.attrs.id }, thread !== undefined && el("thread", {}, thread), e);
   }
 
+
+  // ---- many devices ----------------------------------------------------------------------
+
+  /** The known devices of `account` (a bare JID), or of every account; empty without `devices`. */
+  devices(account?: string): DeviceInfo[] {
+    return this.dev ? this.dev.registry.list(account) : [];
+  }
+
+  /** XEP-0280 section 4: asks our server to enable carbons for this connection; resolves with the outcome. */
+  async enableCarbons(): Promise<boolean> {
+    let enabled = true;
+    try {
+      await this.iq(carbonsEnableIq(this.newId()));
+    } catch {
+      enabled = false;
+    }
+    this.emit({ type: "carbons", enabled });
+    return enabled;
+  }
+
+  /**
+   * Looks for `account`'s XEP-0187 offline options (both nodes) and records which devices
+   * published them (match_resource), then returns what we know of its devices.
+   */
+  async discoverDevices(account: string): Promise<DeviceInfo[]> {
+    const dev = this.devicesOrThrow();
+    const owner = bareJid(parseJid(account));
+    const resources: (string | undefined)[] = [];
+    for (const node of [NODE_SUBSCRIBERS, NODE_EVERYONE]) {
+      try {
+        for (const item of parseItems(await this.iq(itemsIq(this.newId(), owner, node)))) {
+          if (!item.payload) continue;
+          try {
+            resources.push(parseOfflineOptions(item.payload).matchResource);
+          } catch {
+            /* not usable options: not a device we can reach offline */
+          }
+        }
+      } catch {
+        /* no such node, or not allowed */
+      }
+    }
+    dev.registry.offlineOptions(owner, resources);
+    this.drainRegistry();
+    this.arm();
+    return dev.registry.list(owner);
+  }
+
+  /**
+   * Sends `stanza` to every device of `to` (a bare JID; a full JID is reduced to its
+   * account), each copy encrypted in the session with that device, and a sent-by-self copy
+   * to each of our own other online devices. Copies for devices with an active session leave
+   * at once; the others wait for their own negotiation (started here) under a per-device
+   * deadline, so one slow or silent device never delays the rest. Never sends in the clear:
+   * a copy that cannot be protected is reported undelivered. Resolves with what happened at
+   * once; `settled` (and `delivery` events) report every copy.
+   */
+  async fanout(to: string, stanza: Element): Promise<FanoutReport> {
+    const dev = this.devicesOrThrow();
+    const account = bareJid(parseJid(to));
+    const own = bareJid(this.jid);
+    const fanoutId = typeof stanza.attrs.id === "string" ? stanza.attrs.id : this.newId();
+    const targets = dev.registry.targets(account).filter((d) => d.jid !== this.jid);
+    const selfTargets =
+      account !== own && (this.o.devices?.selfCopies ?? true) ? dev.registry.targets(own).filter((d) => d.jid !== this.jid) : [];
+    const now = this.clock.now();
+    const skipped: { device: FullJid; reason: UndeliveredReason }[] = [];
+    for (const d of dev.registry.list(account)) {
+      if (!d.online || d.jid === this.jid || targets.some((t) => t.jid === d.jid)) continue;
+      skipped.push({ device: d.jid, reason: d.esession === "no" ? "not-capable" : d.unresponsiveUntil !== undefined && d.unresponsiveUntil > now ? "unresponsive" : "failed" });
+    }
+    const copies: QueuedCopy[] = [
+      ...targets.map((d) => ({ fanoutId, device: d.jid, stanza: this.copyOf(stanza), selfCopy: false })),
+      ...selfTargets.map((d) => ({ fanoutId, device: d.jid, stanza: this.withId(sentCopy(stanza, account, this.jid)), selfCopy: true })),
+    ];
+    const offlineFallback = targets.length === 0 && account !== own && this.o.offline !== undefined && (this.o.devices?.offlineFallback ?? true);
+    const settled = new Promise<readonly DeviceDelivery[]>((resolve) => dev.settle.set(fanoutId, resolve));
+    const total = copies.length + skipped.length + (offlineFallback ? 1 : 0);
+    dev.tracker.begin(fanoutId, total);
+    if (total === 0) this.finishFanout(fanoutId, []);
+    const sent: Jid[] = [];
+    const queued: FullJid[] = [];
+    for (const sk of skipped) this.recordCopy(fanoutId, { device: sk.device, selfCopy: false, state: "undelivered", reason: sk.reason });
+    for (const c of copies) {
+      const s = this.sessions.get(c.device);
+      if (s?.isActive && s.offlineRole === undefined) {
+        if (await this.sendCopy(c)) sent.push(c.device);
+        continue;
+      }
+      queued.push(c.device);
+      dev.tracker.queue(c);
+      if (!s && dev.registry.get(c.device)?.esession === "yes") this.negotiateFor(c.device);
+    }
+    if (offlineFallback) {
+      const peer = await this.offlineCopy(account, stanza, fanoutId);
+      if (peer) sent.push(peer);
+    }
+    this.arm();
+    return { id: fanoutId, sent, queued, skipped, settled };
+  }
+
+  /** fanout() of a chat message with `body`. */
+  fanoutMessage(to: string, body: string): Promise<FanoutReport> {
+    return this.fanout(to, el("message", { type: "chat" }, el("body", {}, body)));
+  }
+
+  private devicesOrThrow(): NonNullable<SecureClient["dev"]> {
+    if (!this.dev) throw new ESessionError("not-protected", "many devices are not configured (option `devices`)");
+    return this.dev;
+  }
+
+  private copyOf(stanza: Element): Element {
+    const c = deepClone(stanza);
+    c.attrs.id = this.newId();
+    return c;
+  }
+
+  private withId(stanza: Element): Element {
+    stanza.attrs.id = this.newId();
+    return stanza;
+  }
+
+  /** Sends one copy in its device's active session; records the outcome. */
+  private async sendCopy(c: QueuedCopy): Promise<boolean> {
+    try {
+      await this.send(c.device, c.stanza);
+    } catch (e) {
+      if (!(e instanceof ESessionError)) throw e;
+      this.recordCopy(c.fanoutId, { device: c.device, selfCopy: c.selfCopy, state: "undelivered", reason: "not-protected" });
+      return false;
+    }
+    this.recordCopy(c.fanoutId, { device: c.device, selfCopy: c.selfCopy, state: "sent", id: String(c.stanza.attrs.id) });
+    return true;
+  }
+
+  /** No device of the contact is online: one copy through a XEP-0187 offline session with the account. */
+  private async offlineCopy(account: Jid, stanza: Element, fanoutId: string): Promise<Jid | undefined> {
+    let peer: Jid = account;
+    try {
+      const existing = [...this.sessions.values()].find((s) => s.offlineRole === "sender" && s.isActive && bareJid(s.peer) === account);
+      peer = existing ? existing.peer : (await this.startOfflineSession(account)).peer;
+      const copy = this.copyOf(stanza);
+      await this.send(peer, copy);
+      this.recordCopy(fanoutId, { device: peer, selfCopy: false, state: "sent", id: String(copy.attrs.id) });
+      return peer;
+    } catch (e) {
+      if (!(e instanceof OfflineError) && !(e instanceof ESessionError)) throw e;
+      this.recordCopy(fanoutId, { device: peer, selfCopy: false, state: "undelivered", reason: "offline" });
+      return undefined;
+    }
+  }
+
+  private recordCopy(fanoutId: string, d: DeviceDelivery): void {
+    const dev = this.dev;
+    if (!dev) return;
+    this.emit({ type: "delivery", fanoutId, delivery: d });
+    const all = dev.tracker.record(fanoutId, d);
+    if (all) this.finishFanout(fanoutId, all);
+  }
+
+  private finishFanout(fanoutId: string, all: readonly DeviceDelivery[]): void {
+    const resolve = this.dev?.settle.get(fanoutId);
+    this.dev?.settle.delete(fanoutId);
+    resolve?.(all);
+  }
+
+  /** Starts a negotiation with a device in the background; its outcome arrives as session events. */
+  private negotiateFor(device: FullJid): void {
+    if (this.closed || this.sessions.has(device)) return;
+    this.startSession(device).catch(() => undefined);
+  }
+
+  /** The device's session is established: its queued copies leave now, in order. */
+  private async flushDevice(device: FullJid): Promise<void> {
+    if (!this.dev) return;
+    for (const c of this.dev.tracker.take(device)) await this.sendCopy(c);
+  }
+
+  /** The device's negotiation failed or ended: its queued copies are reported, the device is skipped for a while. */
+  private abandonDevice(device: FullJid, reason: UndeliveredReason): void {
+    if (!this.dev?.tracker.waiting(device)) return;
+    this.giveUpDevice(device, this.dev.tracker.take(device), reason);
+  }
+
+  private giveUpDevice(device: FullJid, copies: readonly QueuedCopy[], reason: UndeliveredReason): void {
+    const dev = this.dev;
+    if (!dev) return;
+    if (reason === "timeout" || reason === "failed") dev.registry.unresponsive(device);
+    // A negotiation still pending is abandoned (its deadline is ours, shorter than the core's).
+    const s = this.sessions.get(device);
+    if (s && !s.isActive && s.offlineRole === undefined) {
+      this.sessions.delete(device);
+      this.waiters.get(s)?.reject(new ESessionError("unexpected-request", reason === "timeout" ? "negotiation timed out" : "negotiation abandoned"));
+      this.waiters.delete(s);
+    }
+    this.drainRegistry();
+    for (const c of copies) this.recordCopy(c.fanoutId, { device: c.device, selfCopy: c.selfCopy, state: "undelivered", reason });
+  }
+
+  /**
+   * Device bookkeeping for every inbound stanza: presence updates the registry (a device that
+   * goes offline loses its live session at once, its retained secret stays in the store);
+   * XEP-0280 carbons are handled here. Returns true when the stanza was consumed.
+   */
+  private onDeviceInbound(stanza: Element, from: string): boolean {
+    const dev = this.dev;
+    if (!dev) return false;
+    dev.registry.seen(from);
+    if (stanza.name === "presence") {
+      dev.registry.presence(stanza);
+      const device = safeFullJid(from);
+      if (stanza.attrs.type === "unavailable" && device) this.dropDevice(device);
+      this.drainRegistry();
+      this.arm();
+      return false;
+    }
+    const carbon = parseCarbon(stanza);
+    if (!carbon) return false;
+    this.onCarbon(carbon);
+    return true;
+  }
+
+  /** A device went offline: its live session (not an offline one) is gone, queued copies are reported. */
+  private dropDevice(device: FullJid): void {
+    const s = this.sessions.get(device);
+    if (s && s.offlineRole === undefined) {
+      this.sessions.delete(device);
+      const w = this.waiters.get(s);
+      this.waiters.delete(s);
+      w?.reject(new ESessionError("unexpected-request", "the device went offline"));
+      if (s.isActive) this.emit({ type: "terminated", peer: device, by: "peer", acknowledged: false });
+    }
+    if (this.dev?.tracker.waiting(device)) this.giveUpDevice(device, this.dev.tracker.take(device), "offline");
+  }
+
+  /** XEP-0280 section 11: only carbons from our own bare JID are accepted. */
+  private onCarbon(c: ParsedCarbon): void {
+    if (c.from !== bareJid(this.jid)) {
+      this.emit({ type: "carbon-rejected", from: c.from, reason: "not-own-account" });
+      return;
+    }
+    const inner = c.inner;
+    if (!inner) {
+      this.emit({ type: "carbon-rejected", from: c.from, reason: "malformed" });
+      return;
+    }
+    const other = c.direction === "received" ? inner.attrs.from : inner.attrs.to;
+    const peer = typeof other === "string" ? other : "";
+    if (carriesESession(inner)) {
+      // Another device's session: its keys are not ours, so this can never be decrypted here.
+      const id = typeof inner.attrs.id === "string" ? inner.attrs.id : undefined;
+      this.emit({ type: "carbon-undecryptable", direction: c.direction, peer, id });
+      return;
+    }
+    this.emit({ type: "carbon", direction: c.direction, peer, body: inner.getChildText("body") ?? undefined, stanza: inner, protected: false });
+  }
+
+  /** A decrypted stanza wrapping a carbon: a sent-by-self copy from our own device, or refused. */
+  private onSessionCarbon(peer: FullJid, decrypted: Element): void {
+    const inner = parseSentCopy(decrypted);
+    if (bareJid(peer) !== bareJid(this.jid) || !inner || !decrypted.getChild("sent", NS_CARBONS)) {
+      this.emit({ type: "carbon-rejected", from: peer, reason: bareJid(peer) !== bareJid(this.jid) ? "inside-foreign-session" : "malformed" });
+      return;
+    }
+    const to = typeof inner.attrs.to === "string" ? inner.attrs.to : "";
+    this.emit({ type: "sent-copy", device: peer, to, body: inner.getChildText("body") ?? undefined, stanza: inner });
+  }
+
+  /** Turns registry outputs into events and disco#info queries (answered back through the inbound queue). */
+  private drainRegistry(): void {
+    const dev = this.dev;
+    if (!dev) return;
+    for (const out of dev.registry.drain()) {
+      if (out.kind !== "event") continue;
+      const ev = out.event;
+      if (ev.type === "device") {
+        this.emit({ type: "device", change: ev.change, device: ev.device });
+        if (ev.change === "capable" && dev.tracker.waiting(ev.device.jid)) this.negotiateFor(ev.device.jid);
+        if (ev.change === "not-capable" && dev.tracker.waiting(ev.device.jid)) this.giveUpDevice(ev.device.jid, dev.tracker.take(ev.device.jid), "not-capable");
+        continue;
+      }
+      const { jid, node } = ev;
+      // Not awaited: a device that never answers must not hold up inbound processing.
+      void this.iq(buildInfoQuery({ id: this.newId(), to: jid, ...(node !== undefined ? { node } : {}) }))
+        .then(
+          (r) => {
+            try {
+              return parseInfoResult(r);
+            } catch {
+              return undefined;
+            }
+          },
+          () => undefined,
+        )
+        .then((info) => {
+          this.inbound = this.inbound
+            .then(() => {
+              if (this.closed) return;
+              dev.registry.discoResult(jid, node, info);
+              this.drainRegistry();
+              this.arm();
+            })
+            .catch(() => undefined);
+        });
+    }
+  }
+
   // ---- iq plumbing ----------------------------------------------------------------------
 
   private newId(): string {
@@ -665,6 +1077,7 @@ export class SecureClient {
       if (s?.isActive) await Promise.race([this.terminate(peer), delay(2000)]);
     }
     this.closed = true;
+    if (this.dev) for (const c of this.dev.tracker.takeAll()) this.recordCopy(c.fanoutId, { device: c.device, selfCopy: c.selfCopy, state: "undelivered", reason: "closed" });
     this.unsubscribe();
     if (this.timer !== undefined) this.timers.clear(this.timer);
     await this.outbound;
@@ -679,9 +1092,15 @@ export class SecureClient {
   private async onInbound(stanza: Element): Promise<void> {
     if (this.closed) return;
     const from = String(stanza.attrs.from ?? "");
+    if (this.dev && this.onDeviceInbound(stanza, from)) return;
     const thread = stanza.getChildText("thread") ?? undefined;
     const s = this.sessions.get(from);
-    const sessionStanza = thread === undefined && stanza.name !== "message" && stanza.getChild("c", NS.c) !== undefined;
+    // A session stanza without thread: an encrypted presence/iq, or (many devices) an error
+    // bounced for our request to a device that is gone (servers do not echo the thread).
+    const sessionStanza =
+      thread === undefined &&
+      ((stanza.name !== "message" && stanza.getChild("c", NS.c) !== undefined) ||
+        (this.dev !== undefined && stanza.name === "message" && stanza.attrs.type === "error" && s !== undefined && !s.isActive && this.waiters.has(s)));
     if (stanza.name === "message" && stanza.attrs.type !== "error" && (!s || thread !== s.thread)) {
       const offlineInit = offlineInitOf(stanza);
       if (offlineInit) {
@@ -745,6 +1164,15 @@ export class SecureClient {
       return;
     }
     const old = this.sessions.get(peer);
+    // Both devices asked at once (a fan-out on each side): the request of the smaller full
+    // JID wins. We keep ours and ignore theirs (they answer ours), or we drop ours and answer
+    // theirs, and whoever waits for ours is served by the session we answer.
+    let inherited: Waiter | undefined;
+    if (old && !old.isActive && old.stateKind !== "terminated" && old.offlineRole === undefined && this.waiters.has(old)) {
+      if (this.jid < peer) return;
+      inherited = this.waiters.get(old);
+      this.waiters.delete(old);
+    }
     if (old?.isActive) old.terminate();
     const account = bareJid(this.jid);
     await this.expireRetained();
@@ -770,6 +1198,7 @@ export class SecureClient {
     );
     this.sessions.set(peer, s);
     this.heldSecrets.set(s, retained.length);
+    if (inherited) this.waiters.set(s, inherited);
     await this.pump(s);
   }
 
@@ -791,6 +1220,7 @@ export class SecureClient {
 
   /** Broadcasts available presence carrying our entity capabilities (XEP-0115 section 6.1). */
   async announce(): Promise<void> {
+    if (this.dev && (this.o.devices?.carbons ?? true)) await this.enableCarbons();
     this.queueSend(el("presence", {}, this.disco.caps()));
     await this.outbound;
   }
@@ -798,8 +1228,16 @@ export class SecureClient {
   /** Drains a core: sends its stanzas in order, persists, maps events, re-arms the timer. */
   private async pump(s: ESession): Promise<void> {
     for (const out of s.drain()) {
-      if (out.kind === "send") this.queueSend(out.stanza);
-      else await this.onEvent(s, out.event);
+      if (out.kind === "send") {
+        // Many devices: nothing of a session may be carbon-copied to a device that cannot
+        // decrypt it (XEP-0280 section 7, XEP-0334 no-copy); no storage when logging is not
+        // allowed, except the offline storage an offline session needs.
+        if (this.dev && carriesESession(out.stanza)) {
+          const logging = this.logging.get(s);
+          addHints(out.stanza, { ...(logging !== undefined ? { logging } : {}), keepOffline: s.offlineRole !== undefined });
+        }
+        this.queueSend(out.stanza);
+      } else await this.onEvent(s, out.event);
     }
     if (s.stateKind === "terminated" && this.sessions.get(s.peer) === s) this.sessions.delete(s.peer);
     this.arm();
@@ -817,6 +1255,7 @@ export class SecureClient {
         this.emit({ type: "progress", peer, step: e.step });
         return;
       case "established": {
+        this.logging.set(s, e.options.logging);
         const account = bareJid(this.jid);
         const sasState = await this.o.store.getSasState(account, bareJid(peer));
         if (e.newRetainedSecret) await this.retain(account, bareJid(peer), e.newRetainedSecret, e.replaces);
@@ -852,13 +1291,23 @@ export class SecureClient {
           this.waiters.get(s)?.reject(err);
           this.waiters.delete(s);
           s.terminate();
+          this.abandonDevice(peer, "failed");
           return;
         }
         this.waiters.get(s)?.resolve(info);
         this.waiters.delete(s);
+        if (this.dev && s.offlineRole === undefined) {
+          this.dev.registry.established(peer);
+          this.drainRegistry();
+          await this.flushDevice(peer);
+        }
         return;
       }
       case "stanza": {
+        if (this.dev && e.stanza.name === "message" && claimsCarbon(e.stanza)) {
+          this.onSessionCarbon(peer, e.stanza);
+          return;
+        }
         const body = e.stanza.name === "message" ? (e.stanza.getChildText("body") ?? undefined) : undefined;
         if (e.stanza.name === "message") this.emit({ type: "message", peer, body, stanza: e.stanza, unauthenticated: e.unauthenticated });
         else this.emit({ type: "stanza", peer, stanza: e.stanza, unauthenticated: e.unauthenticated });
@@ -871,11 +1320,13 @@ export class SecureClient {
         this.emit({ type: "terminated", peer, by: e.by, acknowledged: e.acknowledged });
         this.waiters.get(s)?.reject(new ESessionError("unexpected-request", "session terminated before it was established"));
         this.waiters.delete(s);
+        this.abandonDevice(peer, "failed");
         return;
       case "failed":
         this.emit({ type: "failed", peer, error: e.error });
         this.waiters.get(s)?.reject(e.error);
         this.waiters.delete(s);
+        this.abandonDevice(peer, "failed");
         return;
       default: {
         const never: never = e;
@@ -917,10 +1368,9 @@ export class SecureClient {
     if (this.timer !== undefined) this.timers.clear(this.timer);
     this.timer = undefined;
     let next: number | undefined;
-    for (const s of this.sessions.values()) {
-      const d = s.nextDeadline();
-      if (d !== undefined && (next === undefined || d < next)) next = d;
-    }
+    const deadlines = [...this.sessions.values()].map((s) => s.nextDeadline());
+    if (this.dev) deadlines.push(this.dev.registry.nextDeadline(), this.dev.tracker.nextDeadline());
+    for (const d of deadlines) if (d !== undefined && (next === undefined || d < next)) next = d;
     if (next === undefined || this.closed) return;
     this.timer = this.timers.set(() => {
       this.timer = undefined;
@@ -933,6 +1383,11 @@ export class SecureClient {
     for (const s of [...this.sessions.values()]) {
       s.onTimer(now);
       await this.pump(s);
+    }
+    if (this.dev) {
+      this.dev.registry.onTimer(now);
+      this.drainRegistry();
+      for (const due of this.dev.tracker.onTimer(now)) this.giveUpDevice(due.device, due.copies, "timeout");
     }
     this.arm();
   }
