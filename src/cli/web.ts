@@ -4,18 +4,30 @@
  * to. Static files only; the server never sees passwords, keys or messages: the browser
  * talks to the XMPP server directly.
  *
+ * With --local it first starts a throwaway Prosody on loopback (./local-server.ts: WebSocket
+ * for the page, plain c2s for the terminal client, two demo accounts) and points the page
+ * at it: one command gives a person a working setup.
+ *
  * Spec: RFC 9110 (GET/HEAD of static files), RFC 7395 (the endpoint the page uses).
  */
 import { createServer, type Server } from "node:http";
 import { readFileSync, existsSync, statSync } from "node:fs";
 import { extname, join, normalize, resolve, sep } from "node:path";
 import { parseArgs } from "node:util";
+import { tmpdir } from "node:os";
 import { buildWeb, DEFAULT_OUT } from "../web/build.js";
+import { startLocalServer, type LocalServer } from "./local-server.js";
 
 export const WEB_USAGE = `usage: xmpp-e2e web [--service ws://HOST:PORT/xmpp-websocket] [--port 8080] [--host 127.0.0.1] [--out DIR] [--no-build]
+       xmpp-e2e web --local [--port 8080]
 
 Builds the web client and serves it. Open the printed address, log in with your XMPP
-account; the page connects to --service (default ws://127.0.0.1:5280/xmpp-websocket).
+account; the page connects to --service (default ws://127.0.0.1:5280/xmpp-websocket), the
+WebSocket endpoint (RFC 7395) of the server you name.
+
+  --local   also start a local Prosody (loopback only, removed on exit) with two demo
+            accounts, alice@localhost and bob@localhost, whose passwords are printed;
+            the terminal client can join it too (the command is printed)
 `;
 
 const TYPES: Record<string, string> = {
@@ -81,6 +93,7 @@ export async function run(argv: string[]): Promise<number> {
         host: { type: "string", default: "127.0.0.1" },
         out: { type: "string", default: DEFAULT_OUT },
         "no-build": { type: "boolean", default: false },
+        local: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
     }).values;
@@ -101,13 +114,35 @@ export async function run(argv: string[]): Promise<number> {
     const r = await buildWeb(values.out);
     process.stdout.write(`built the web client into ${r.outDir}\n`);
   }
-  const w = await serveWeb(values.out, { host: values.host, port, service: values.service, ...(values.domain ? { domain: values.domain } : {}) });
-  process.stdout.write(`xmpp-e2e web client: ${w.url}  (XMPP over WebSocket: ${values.service}; Ctrl-C stops)\n`);
+  let local: LocalServer | undefined;
+  let service = values.service;
+  let domain = values.domain;
+  if (values.local) {
+    local = await startLocalServer();
+    service = local.wsService;
+    domain = local.domain;
+    process.stdout.write(`local XMPP server (Prosody, loopback only): ${local.wsService} and ${local.service}\n`);
+    for (const [jid, pw] of local.accounts) process.stdout.write(`  demo account: ${jid}  password: ${pw}\n`);
+    const [, second] = local.accounts;
+    if (second)
+      process.stdout.write(
+        `  terminal client: XMPP_E2E_PASSWORD=${second[1]} xmpp-e2e tui --init --jid ${second[0]} --service ${local.service} --config ${join(tmpdir(), `xmpp-e2e-demo-${second[0].split("@")[0] ?? "bob"}`, "config.json")}\n`,
+      );
+  }
+  let w: WebServer;
+  try {
+    w = await serveWeb(values.out, { host: values.host, port, service, ...(domain ? { domain } : {}) });
+  } catch (e) {
+    await local?.stop();
+    throw e;
+  }
+  process.stdout.write(`xmpp-e2e web client: ${w.url}  (XMPP over WebSocket: ${service}; Ctrl-C stops)\n`);
   await new Promise<void>((r) => {
     process.once("SIGINT", r);
     process.once("SIGTERM", r);
   });
   await w.close();
+  await local?.stop();
   return 0;
 }
 
