@@ -51,8 +51,8 @@ export function keyVerifier(o: KeyVerifierOptions = {}): KeyVerifier & { accept(
   // offers `verifierFor`.
   type Check = (data: Uint8Array, signature: Uint8Array) => boolean;
   const parsed = new Map<string, Check>();
-  const checkOf = (alg: SignAlg, keyValue: Element): Check => {
-    const id = `${alg} ${normalizedKey(keyValue)}`;
+  const checkOf = (alg: SignAlg, keyValue: Element, normalized: string | undefined): Check => {
+    const id = `${alg} ${normalized ?? normalizedKey(keyValue)}`;
     let check = parsed.get(id);
     if (!check) {
       const spki = spkiFromKeyValue(parseKeyValue(keyValue));
@@ -64,12 +64,12 @@ export function keyVerifier(o: KeyVerifierOptions = {}): KeyVerifier & { accept(
   };
   return {
     signAlgs: SIGN_ALGS.map((a) => SIGN_ALG_URI[a]),
-    verify(uri, keyValue, data, signature) {
+    verify(uri, keyValue, data, signature, normalized) {
       const alg = signAlgFromUri(uri);
       if (!alg) return false;
       let check: Check;
       try {
-        check = checkOf(alg, keyValue);
+        check = checkOf(alg, keyValue, normalized);
       } catch {
         return false;
       }

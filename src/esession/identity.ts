@@ -37,7 +37,11 @@ export interface SigningIdentity {
 export interface KeyVerifier {
   /** The `sign_algs` values this verifier can check. */
   readonly signAlgs: readonly string[];
-  verify(signAlg: string, keyValue: Element, data: Uint8Array, signature: Uint8Array): boolean;
+  /**
+   * `normalized`, when given, is {@link normalizedKey}(keyValue), already computed by the
+   * negotiation for the SIGMA mac (a verifier may use it to find the key it decoded before).
+   */
+  verify(signAlg: string, keyValue: Element, data: Uint8Array, signature: Uint8Array, normalized?: string): boolean;
   /** A key of the peer we hold whose fingerprint matches (for the 'hash' method). */
   lookup(fingerprint: Uint8Array, hash: HashAlg): Element | undefined;
 }
@@ -52,6 +56,21 @@ export interface PeerKey {
 
 export function normalizedKey(keyValue: Element): string {
   return normalize([keyValue]);
+}
+
+/**
+ * Our own key's Normalized form, computed once per `<KeyValue/>` element: a SigningIdentity
+ * signs session after session with the same (readonly) element.
+ */
+const ownKeys = new WeakMap<Element, string>();
+
+function ownNormalizedKey(keyValue: Element): string {
+  let n = ownKeys.get(keyValue);
+  if (n === undefined) {
+    n = normalizedKey(keyValue);
+    ownKeys.set(keyValue, n);
+  }
+  return n;
 }
 
 export function keyFingerprint(c: CryptoProvider, hash: HashAlg, keyValue: Element): Uint8Array {
@@ -105,7 +124,7 @@ export class IdentityError extends Error {
 export function prove(a: ProveArgs): Proof {
   const { crypto: c, suite: s } = a;
   if (a.method !== "none" && !a.identity) throw new IdentityError("no-identity");
-  const pubKey = a.method === "none" || !a.identity ? "" : normalizedKey(a.identity.keyValue);
+  const pubKey = a.method === "none" || !a.identity ? "" : ownNormalizedKey(a.identity.keyValue);
   const mac = sigma(c, s, req(a.keys.ks), a.mac, pubKey);
   let plain: Uint8Array;
   if (a.method === "none" || !a.identity) plain = mac;
@@ -167,9 +186,11 @@ export function verify(a: VerifyArgs): { readonly peerKey?: PeerKey } {
     keyValue = a.verifier.lookup(fp, s.hash);
     if (!keyValue) throw new IdentityError("unknown-key");
   }
-  const mac = sigma(c, s, req(a.keys.ks), a.mac, normalizedKey(keyValue));
-  if (!a.verifier.verify(a.signAlg, keyValue, mac, sig)) throw new IdentityError("bad-signature");
-  return { peerKey: { keyValue, fingerprint: keyFingerprint(c, s.hash, keyValue), signAlg: a.signAlg } };
+  // The peer's key is normalized once: for the mac, the verifier and the fingerprint.
+  const pubKey = normalizedKey(keyValue);
+  const mac = sigma(c, s, req(a.keys.ks), a.mac, pubKey);
+  if (!a.verifier.verify(a.signAlg, keyValue, mac, sig, pubKey)) throw new IdentityError("bad-signature");
+  return { peerKey: { keyValue, fingerprint: c.hash(s.hash, utf8(pubKey)), signAlg: a.signAlg } };
 }
 
 function req(b: Uint8Array | undefined): Uint8Array {

@@ -8,7 +8,7 @@
  * sections 5-7 (CTR counters, a_mac, re-key keys). Ambiguities resolved as in
  * ../shared/docs/esession-interpretation.md (rows 1-6, 10, 14, 15).
  */
-import { mpi, toBigInt, utf8 } from "../core/bytes.js";
+import { mpi, utf8 } from "../core/bytes.js";
 import { CIPHER_KEY_BYTES, HASH_BYTES, type CipherAlg, type CryptoProvider, type DhGroupId, type HashAlg } from "../crypto/provider.js";
 import type { Profile } from "./profile.js";
 
@@ -57,17 +57,56 @@ export function cipherKey(raw: Uint8Array, cipher: CipherAlg, profile: Profile):
   return raw.subarray(raw.length - n);
 }
 
-function derive(c: CryptoProvider, s: Suite, p: Profile, k: Uint8Array, side: "Initiator" | "Responder"): DirectionKeys {
-  return {
-    kc: cipherKey(expand(c, s, k, `${side} Cipher Key`), s.cipher, p),
-    km: expand(c, s, k, `${side} MAC Key`),
-    ks: expand(c, s, k, `${side} SIGMA Key`),
-  };
+export type Side = "Initiator" | "Responder";
+
+/**
+ * One party's keys from K: KC, KM and, when `sigma` is set, KS (XEP-0217 "Generating
+ * Session Keys"). Each key costs one HMAC / HKDF-Expand, so callers derive only the keys
+ * they use; a key derived here equals the same key of {@link sessionKeys}.
+ */
+export function directionKeys(c: CryptoProvider, s: Suite, p: Profile, k: Uint8Array, side: Side, sigma = true): DirectionKeys {
+  const kc = cipherKey(expand(c, s, k, `${side} Cipher Key`), s.cipher, p);
+  const km = expand(c, s, k, `${side} MAC Key`);
+  return sigma ? { kc, km, ks: expand(c, s, k, `${side} SIGMA Key`) } : { kc, km };
 }
 
 /** XEP-0217 "Generating Session Keys": six keys from K. */
 export function sessionKeys(c: CryptoProvider, s: Suite, p: Profile, k: Uint8Array): SessionKeys {
-  return { initiator: derive(c, s, p, k, "Initiator"), responder: derive(c, s, p, k, "Responder") };
+  return { initiator: directionKeys(c, s, p, k, "Initiator"), responder: directionKeys(c, s, p, k, "Responder") };
+}
+
+/**
+ * The keys of the final K of a 4-message negotiation that are ever used: both parties'
+ * KC and KM (the stanza channel) and the responder's KS (Bob's identity proof, XEP-0217
+ * "Sending Bob's Identity"). The initiator's final KS is never used: Alice proved her
+ * identity with the keys of the first K.
+ */
+export function finalSessionKeys(c: CryptoProvider, s: Suite, p: Profile, k: Uint8Array): SessionKeys {
+  return { initiator: directionKeys(c, s, p, k, "Initiator", false), responder: directionKeys(c, s, p, k, "Responder") };
+}
+
+/**
+ * The initiator's keys of the first K, for Bob's check of Alice's identity in every
+ * profile a 4-message initiator may speak: KM and KS do not depend on the profile, the
+ * cipher key's raw HMAC is sliced per profile (interpretation row 4). Derived once.
+ */
+export class InitiatorKeys {
+  private readonly rawKc: Uint8Array;
+  readonly km: Uint8Array;
+  readonly ks: Uint8Array;
+  constructor(c: CryptoProvider, s: Suite, k: Uint8Array, private readonly cipher: CipherAlg) {
+    this.rawKc = expand(c, s, k, "Initiator Cipher Key");
+    this.km = expand(c, s, k, "Initiator MAC Key");
+    this.ks = expand(c, s, k, "Initiator SIGMA Key");
+  }
+  forProfile(p: Profile): DirectionKeys {
+    return { kc: cipherKey(this.rawKc, this.cipher, p), km: this.km, ks: this.ks };
+  }
+  wipe(): void {
+    this.rawKc.fill(0);
+    this.km.fill(0);
+    this.ks.fill(0);
+  }
 }
 
 /**
@@ -96,20 +135,35 @@ export function dhCommitment(c: CryptoProvider, e: Uint8Array, group: DhGroupId 
  */
 export function dhValueInRange(c: CryptoProvider, group: DhGroupId, v: Uint8Array): boolean {
   if (group === "x25519") return v.length === 32;
-  const p = primeOf(c, group);
-  const n = toBigInt(v);
-  return n > 1n && n < p - 1n;
+  // Big-endian comparison of the minimal encodings (no bigint conversion of a 2048+-bit value).
+  const n = mpi(v);
+  if (n.length === 1 && (n[0] ?? 0) <= 1) return false;
+  return compareMpi(n, primeMinusOne(c, group)) < 0;
 }
 
-const primes = new WeakMap<CryptoProvider, Map<number, bigint>>();
+/** Compares two minimal big-endian unsigned integers. */
+function compareMpi(a: Uint8Array, b: Uint8Array): number {
+  if (a.length !== b.length) return a.length - b.length;
+  for (let i = 0; i < a.length; i++) {
+    const d = (a[i] ?? 0) - (b[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
 
-/** p as a bigint, for range comparisons only (converted once per provider and group). */
-function primeOf(c: CryptoProvider, group: Exclude<DhGroupId, "x25519">): bigint {
-  let m = primes.get(c);
-  if (!m) primes.set(c, (m = new Map()));
-  let p = m.get(group);
-  if (p === undefined) m.set(group, (p = toBigInt(c.modp(group).p)));
-  return p;
+const primesMinusOne = new WeakMap<CryptoProvider, Map<number, Uint8Array>>();
+
+/** p - 1 as a minimal big-endian integer (p is odd: only the last octet changes). */
+function primeMinusOne(c: CryptoProvider, group: Exclude<DhGroupId, "x25519">): Uint8Array {
+  let m = primesMinusOne.get(c);
+  if (!m) primesMinusOne.set(c, (m = new Map()));
+  let v = m.get(group);
+  if (v === undefined) {
+    v = mpi(c.modp(group).p).slice();
+    v[v.length - 1] = (v[v.length - 1] ?? 1) - 1;
+    m.set(group, v);
+  }
+  return v;
 }
 
 /** Default private exponent length: 512 bits, at least twice the strength of every group. */
@@ -129,13 +183,21 @@ export function dhPrivate(
 ): Uint8Array {
   if (group === "x25519") return random.bytes(32); // clamped by X25519 itself (RFC 7748 5)
   const pb = c.modp(group).p;
-  const p = primeOf(c, group);
+  const pm1 = primeMinusOne(c, group);
   const len = bytes <= 0 ? pb.length : Math.min(bytes, pb.length);
   for (;;) {
     const x = random.bytes(len);
-    const v = toBigInt(x);
-    if (v > 1n << 256n && v < p - 1n) return x;
+    const v = mpi(x);
+    if (above2to256(v) && compareMpi(v, pm1) < 0) return x;
   }
+}
+
+/** v > 2^256 for a minimal big-endian v (2^256 is 0x01 followed by 32 zero octets). */
+function above2to256(v: Uint8Array): boolean {
+  if (v.length !== 33) return v.length > 33;
+  if ((v[0] ?? 0) > 1) return true;
+  for (let i = 1; i < 33; i++) if (v[i] !== 0) return true;
+  return false;
 }
 
 /**

@@ -56,8 +56,11 @@ import {
   dhPrivate,
   dhSecret,
   dhValueInRange,
+  directionKeys,
   finalSecret,
+  finalSessionKeys,
   identityMac,
+  InitiatorKeys,
   newRetainedSecret,
   retainedSecretHash,
   sas28x5,
@@ -919,11 +922,13 @@ export class ESession {
       this.activate(choice, keys, "initiator", counterA, counterB, pair.x, d, { peerKey: peer });
       return;
     }
-    const prov = sessionKeys(crypto, suite, this.profile, k);
-    // Hiding Alice's identity: mac_A, ID_A, M_A.
+    // Hiding Alice's identity: mac_A, ID_A, M_A with her keys of the first K (Bob's are
+    // never used in a 4-message negotiation: he proves himself with the final keys).
+    const prov = directionKeys(crypto, suite, this.profile, k, "Initiator");
     const rshashes = this.rshashes(suite, s.nonceA);
     const a2 = aliceIdentityForm({ nonce: nonceB, rshashes, dhkeys: pair.e });
-    const proof = this.sendAliceIdentity(choice, prov.initiator, counterA, a2, s, nonceB, pair.e, initPubkey);
+    const proof = this.sendAliceIdentity(choice, prov, counterA, a2, s, nonceB, pair.e, initPubkey);
+    wipe(prov.kc, prov.km, prov.ks);
     this.state = {
       kind: "awaiting-bob-identity",
       choice,
@@ -1076,10 +1081,14 @@ export class ESession {
     const idA = b64Field(form, "identity");
     const mA = b64Field(form, "mac");
     const k = dhSecret(crypto, suite, s.y, e);
+    // Alice's keys of the first K, derived once for every candidate profile.
+    const prov = new InitiatorKeys(crypto, suite, k, suite.cipher);
     // M_A is profile-independent (KM is the full HMAC): check it before anything else.
-    const provKm = sessionKeys(crypto, suite, SPEC_PROFILE, k).initiator.km;
-    if (!equalBytes(identityMac(crypto, suite, provKm, s.counterA.mpi(), idA), mA))
+    if (!equalBytes(identityMac(crypto, suite, prov.km, s.counterA.mpi(), idA), mA)) {
+      prov.wipe();
+      wipe(k);
       throw new ESessionError("identity-mismatch", "M_A does not verify", ["mac"]);
+    }
     // Detect the initiator's profile: accept only the reading whose mac_A verifies.
     let found: { profile: Profile; counter: BlockCounter; peerKey: PeerKey | undefined } | undefined;
     let lastError: ESessionError | undefined;
@@ -1087,12 +1096,11 @@ export class ESession {
     const gajimSuite = suite.hash === "sha256" && suite.cipher === "aes128-ctr" && suite.group !== "x25519";
     const candidates = this.p.profile ? [this.p.profile] : DETECTABLE_PROFILES.filter((pr) => gajimSuite || pr.name !== "gajim");
     for (const profile of candidates) {
-      const prov = sessionKeys(crypto, suite, profile, k);
       const counter = s.counterA.clone();
       const formA = normalize(s.requestX.children, profile.formStyle);
       const formA2 = normalize(formChildren(carried.x, ["identity", "mac"]), profile.formStyle);
       try {
-        const peerKey = this.verifyPeer(s.choice, prov.initiator, counter, {
+        const peerKey = this.verifyPeer(s.choice, prov.forProfile(profile), counter, {
           mac: { nonceFirst: s.nonceB, nonceSecond: s.nonceA, dh: e, forms: [formA, formA2] },
           method: s.choice.initPubkey,
           id: idA,
@@ -1107,14 +1115,18 @@ export class ESession {
         lastError = err;
       }
     }
-    if (!found) throw lastError ?? new ESessionError("identity-mismatch", "mac_A does not verify", ["identity"]);
+    prov.wipe();
+    if (!found) {
+      wipe(k);
+      throw lastError ?? new ESessionError("identity-mismatch", "mac_A does not verify", ["identity"]);
+    }
     this.profile = found.profile;
     // Shared retained secret: this JID's secrets first, then every other JID's.
     const rshashes = b64Values(form, "rshashes");
     const srs = this.findRetained(suite, s.nonceA, rshashes);
     const kf = finalSecret(crypto, suite, k, srs?.secret, this.p.otherSecret);
     wipe(k);
-    const keys = sessionKeys(crypto, suite, this.profile, kf);
+    const keys = finalSessionKeys(crypto, suite, this.profile, kf);
     const hashLen = HASH_BYTES[suite.hash];
     const srshash = srs ? sharedRetainedSecretHash(crypto, suite, srs.secret) : this.p.random.bytes(hashLen);
     const b2 = bobIdentityForm({ nonce: s.nonceA, srshash });
@@ -1165,7 +1177,7 @@ export class ESession {
     const srs = (this.p.retained ?? []).find((r) => equalBytes(sharedRetainedSecretHash(crypto, suite, r.secret), srshash));
     const kf = finalSecret(crypto, suite, s.k, srs?.secret, this.p.otherSecret);
     wipe(s.k);
-    const keys = sessionKeys(crypto, suite, this.profile, kf);
+    const keys = finalSessionKeys(crypto, suite, this.profile, kf);
     const counterB = s.counterB.clone();
     const formB = normalize(s.responseX.children, this.profile.formStyle);
     const formB2 = normalize(formChildren(carried.x, ["identity", "mac"]), this.profile.formStyle);
