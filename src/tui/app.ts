@@ -884,6 +884,7 @@ export class TuiApp {
       return;
     }
     c.xtls = `${tunnel.protocol ?? "TLS"} ${tunnel.method}${tunnel.leapOfFaith ? " (leap of faith, now pinned)" : ""}`;
+    this.model.say(c.bare, "info", `XTLS tunnel open (encrypted by: XTLS ${c.xtls})`);
     tr.state = "running";
     this.changed();
     try {
@@ -922,6 +923,7 @@ export class TuiApp {
     const bare = bareJid(tunnel.peer);
     const c = this.model.conversation(bare);
     c.xtls = `${tunnel.protocol ?? "TLS"} ${tunnel.method}${tunnel.leapOfFaith ? " (leap of faith, now pinned)" : ""}`;
+    this.model.say(bare, "info", `XTLS tunnel open (encrypted by: XTLS ${c.xtls})`);
     this.changed();
     try {
       const header = JSON.parse(await readLine(tunnel.socket, 30_000)) as unknown;

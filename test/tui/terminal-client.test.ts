@@ -131,6 +131,8 @@ async function scenario(): Promise<void> {
   await bob.type(`/trust-cert ${bobCert}`);
   const aliceCert = (await alice.waitFor(/\[(\d+)\] \/trust-cert \d+ \| \/dismiss \d+ :: bob@localhost\/tui's XTLS certificate is not verified/))[1];
   await alice.type(`/trust-cert ${aliceCert}`);
+  await alice.waitFor(/XTLS tunnel open \(encrypted by: XTLS TLS\S* x509/, 40_000);
+  await bob.waitFor(/XTLS tunnel open \(encrypted by: XTLS TLS\S* x509/, 40_000);
   await alice.waitFor(/sending report\.bin \[#+\] 100% 49152\/49152 B done/, 40_000);
   await alice.waitFor(/sent report\.bin \(49152 bytes\) over XTLS/);
   await bob.waitFor(/received report\.bin/, 40_000);
