@@ -21,6 +21,7 @@ import { SeededRandom, VirtualClock } from "../../src/core/testing.js";
 import { bareJid, type FullJid, type Jid, parseFullJid } from "../../src/core/types.js";
 import { nodeCrypto } from "../../src/crypto/node.js";
 import { NS_CARBONS, NS_FORWARD } from "../../src/devices/codec.js";
+import { DeviceRegistry } from "../../src/devices/registry.js";
 import { DiscoResponder } from "../../src/disco/responder.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { el, NS, type Element } from "../../src/xml/index.js";
@@ -319,4 +320,73 @@ test("server carbons: plaintext ones are shown as unprotected, encrypted ones ar
   assert.ok(phone.events.some((e) => e.type === "carbon-rejected" && e.reason === "inside-foreign-session" && e.from === "bob@example.com/laptop"));
   assert.ok(!phone.events.some((e) => e.type === "sent-copy"));
   for (const d of [pda, phone, bob]) await d.c.close();
+});
+
+test("glare: two of Alice's devices fan out at the same moment; one self-session results and both copies arrive", async () => {
+  const w = setup();
+  const pda = w.mk("alice@example.org/pda");
+  const phone = w.mk("alice@example.org/phone");
+  const bob = w.mk("bob@example.com/laptop");
+  for (const d of [pda, phone, bob]) await d.c.announce();
+  await w.settle();
+  const [a, b] = await Promise.all([pda.c.fanoutMessage("bob@example.com", "from pda"), phone.c.fanoutMessage("bob@example.com", "from phone")]);
+  await w.settle();
+  assert.ok((await a.settled).every((d) => d.state === "sent"));
+  assert.ok((await b.settled).every((d) => d.state === "sent"));
+  assert.deepEqual(copies(phone), ["bob@example.com:from pda"]);
+  assert.deepEqual(copies(pda), ["bob@example.com:from phone"]);
+  assert.deepEqual(bodies(bob).sort(), ["from pda", "from phone"]);
+  assert.equal(pda.c.session("alice@example.org/phone")?.thread, phone.c.session("alice@example.org/pda")?.thread, "one session between the two devices");
+  for (const d of [pda, phone, bob]) await d.c.close();
+});
+
+test("registry: caps cached only when 'ver' verifies; offline options name devices; entries expire only when dormant", () => {
+  const clock = new VirtualClock();
+  const self = parseFullJid("alice@example.org/pda");
+  const reg = new DeviceRegistry({ self, clock, crypto: nodeCrypto, staleAfterMs: 1000, retryAfterMs: 500 });
+  const real = new DiscoResponder({ jid: parseFullJid("bob@example.com/a"), crypto: nodeCrypto, capsNode: CAPS_NODE });
+  const presence = (from: string, caps?: Element, type?: string) => el("presence", { from, ...(type ? { type } : {}) }, caps);
+  const queries = () => reg.drain().flatMap((o) => (o.kind === "event" && o.event.type === "query" ? [`${o.event.jid} ${o.event.node ?? "-"}`] : []));
+
+  reg.presence(presence("bob@example.com/a", real.caps()));
+  assert.deepEqual(queries(), [`bob@example.com/a ${real.node}`]);
+  // A lying answer (features that do not hash to 'ver'): used for this device, not cached.
+  reg.discoResult("bob@example.com/a", real.node, { identities: real.info.identities, features: [NS.esession], forms: [] });
+  assert.equal(reg.get("bob@example.com/a")?.esession, "yes");
+  reg.presence(presence("bob@example.com/b", real.caps()));
+  assert.deepEqual(queries(), [`bob@example.com/b ${real.node}`], "not cached: asked again");
+  reg.discoResult("bob@example.com/b", real.node, real.info);
+  reg.presence(presence("bob@example.com/c", real.caps()));
+  assert.deepEqual(queries(), [], "verified 'ver' cached");
+  assert.equal(reg.get("bob@example.com/c")?.esession, "yes");
+  // No caps: plain disco#info; an error answer means no ESessions.
+  reg.presence(presence("bob@example.com/plain"));
+  assert.deepEqual(queries(), ["bob@example.com/plain -"]);
+  reg.discoResult("bob@example.com/plain", undefined, undefined);
+  assert.equal(reg.get("bob@example.com/plain")?.esession, "no");
+  assert.deepEqual(reg.targets("bob@example.com").map((d) => d.jid).sort(), ["bob@example.com/a", "bob@example.com/b", "bob@example.com/c"]);
+  // Our own presence and bare-JID presence are not devices.
+  reg.presence(presence(self));
+  reg.presence(presence("bob@example.com"));
+  assert.equal(reg.list().length, 4);
+
+  // XEP-0187 options naming a resource add that device, offline.
+  reg.offlineOptions("bob@example.com", ["tablet", undefined]);
+  assert.ok(reg.hasOfflineOptions("bob@example.com"));
+  assert.deepEqual(reg.get("bob@example.com/tablet") && [reg.get("bob@example.com/tablet")?.online, reg.get("bob@example.com/tablet")?.offlineOptions], [false, true]);
+
+  // Expiry: offline (tablet, and b after it leaves) and failed (c) entries go; online ones stay.
+  reg.presence(presence("bob@example.com/b", undefined, "unavailable"));
+  reg.unresponsive("bob@example.com/c");
+  assert.ok(!reg.targets("bob@example.com").some((d) => d.jid === "bob@example.com/c"), "skipped while unresponsive");
+  reg.drain();
+  clock.advance(600);
+  reg.onTimer(clock.now());
+  assert.ok(reg.targets("bob@example.com").some((d) => d.jid === "bob@example.com/c"), "tried again after retryAfterMs");
+  clock.advance(400);
+  assert.equal(reg.nextDeadline(), clock.now());
+  reg.onTimer(clock.now());
+  const expired = reg.drain().flatMap((o) => (o.kind === "event" && o.event.type === "device" && o.event.change === "expired" ? [o.event.device.jid] : []));
+  assert.deepEqual(expired.sort(), ["bob@example.com/b", "bob@example.com/c", "bob@example.com/tablet"]);
+  assert.deepEqual(reg.list().map((d) => d.jid).sort(), ["bob@example.com/a", "bob@example.com/plain"]);
 });
