@@ -32,7 +32,7 @@
  */
 import { equalBytes, toHex, wipe } from "../core/bytes.js";
 import type { Clock, FullJid, Random, ThreadId } from "../core/types.js";
-import { CIPHER_KEY_BYTES, type CipherAlg, type CryptoProvider, type DhGroupId, type HashAlg } from "../crypto/provider.js";
+import { CIPHER_KEY_BYTES, type CipherAlg, CryptoError, type CryptoProvider, type DhGroupId, type HashAlg } from "../crypto/provider.js";
 import { IdentityError, keyFingerprint, type KeyVerifier, type PeerKey, prove, type SigningIdentity, verify } from "../esession/identity.js";
 import { BlockCounter, dhPrivate, dhSecret, dhValueInRange, sessionKeys, type Suite } from "../esession/keys.js";
 import { SPEC_PROFILE } from "../esession/profile.js";
@@ -211,7 +211,7 @@ export function startOfflineSession(p: StartOfflineParams): ESession {
     counter,
   });
   const formB = normalize(formToXml(form).children);
-  const k = dhSecret(crypto, suite, y, e);
+  const k = offlineSecret(crypto, suite, y, e, () => new OfflineError("bad-options", "the published DH value was refused"));
   const keys = sessionKeys(crypto, suite, SPEC_PROFILE, k);
   wipe(k);
   const counterA = BlockCounter.fromBytes(counter);
@@ -291,7 +291,7 @@ export function acceptOfflineSession(p: AcceptOfflineParams): ESession {
   if (!secret.logging.includes(r.logging)) throw new OfflineError("unsupported", "logging");
   if (r.stanzas.length === 0 || !r.stanzas.every((k) => secret.stanzas.includes(k))) throw new OfflineError("unsupported", "stanzas");
   const suite: Suite = { hash, cipher, group: r.modp };
-  const k = dhSecret(crypto, suite, pair.x, r.dhkeys);
+  const k = offlineSecret(crypto, suite, pair.x, r.dhkeys, () => new OfflineError("bad-init", "the sender's DH value was refused"));
   const keys = sessionKeys(crypto, suite, SPEC_PROFILE, k);
   wipe(k);
   const counterA = BlockCounter.fromBytes(r.counter);
@@ -347,6 +347,20 @@ export function acceptOfflineSession(p: AcceptOfflineParams): ESession {
       ...(peerKey ? { peerKey } : {}),
     },
   );
+}
+
+/**
+ * The DH secret, with the provider's refusal as a typed OfflineError: an X25519 value of
+ * small order gives an all-zero shared secret, which RFC 7748 section 6.1 says to refuse
+ * (the providers throw CryptoError); "Throws OfflineError when it cannot" holds for it too.
+ */
+function offlineSecret(crypto: CryptoProvider, suite: Suite, x: Uint8Array, peer: Uint8Array, refused: () => OfflineError): Uint8Array {
+  try {
+    return dhSecret(crypto, suite, x, peer);
+  } catch (e) {
+    if (e instanceof CryptoError) throw refused();
+    throw e;
+  }
 }
 
 /** Destroys a secret's private values (XEP-0187 3.4: "destroy in a secure way"). */
