@@ -5,9 +5,10 @@
  *   xtls send-file    --jid JID --to FULLJID FILE    encrypted file transfer
  *   xtls receive-file --jid JID [--out DIR]          accept one file offer
  *
- * Spec: draft-meyer-xmpp-e2e-encryption-02: section 7 (we check the peer's disco#info
- * for 'urn:xmpp:jingle:security:xtls:1' before initiating, and answer disco#info with it;
- * a missing feature is shown as the section 8.3 downgrade warning and nothing is sent;
+ * Spec: draft-meyer-xmpp-e2e-encryption-02: section 7 (we look the peer's
+ * 'urn:xmpp:jingle:security:xtls:1' up in its XEP-0115 caps, with disco#info on a cache
+ * miss, before initiating; we announce it in our caps and answer disco#info with it; a
+ * missing feature is shown as the section 8.3 downgrade warning and nothing is sent;
  * --transport s5b uses XEP-0260 SOCKS5 bytestreams with a direct candidate),
  * section 5 (leap of faith only with --leap-of-faith; otherwise the peer's certificate
  * must be pinned in the trust file, or a password given for TLS-SRP with --srp, which
@@ -22,21 +23,23 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { parseArgs } from "node:util";
 import { connectXmpp } from "../adapters/xmpp-client.js";
-import { attrOf, type StanzaConnection } from "../adapters/connection.js";
+import type { StanzaConnection } from "../adapters/connection.js";
 import { bareJid, jidParts, parseFullJid, parseJid, type FullJid } from "../core/types.js";
-import { el, elements, NS, type Element } from "../xml/index.js";
+import { el, elements } from "../xml/index.js";
 import { openE2eStream } from "../streams/index.js";
 import { srpTlsOverDuplex } from "../tls-srp/index.js";
+import { nodeCrypto } from "../crypto/node.js";
 import {
   FileTrustStore,
-  XTLS_FEATURES,
   XtlsClient,
+  XtlsDiscovery,
   XtlsError,
   generateIdentity,
   loadIdentity,
   receiveFile,
   sendFile,
-  xtlsSupport,
+  serveDisco,
+  xtlsDiscoResponder,
   type XtlsIdentity,
   type XtlsTunnel,
 } from "../xtls/index.js";
@@ -55,7 +58,7 @@ common options:
   --block-size N       in-band bytestream block size (default 4096)
   --transport T        ibb (default) or s5b (SOCKS5 direct candidate, XEP-0260)
   --s5b-host ADDR      address our SOCKS5 candidate listens on (default 127.0.0.1)
-  --skip-disco         do not check the peer's disco#info first
+  --skip-disco         do not look up XTLS support (caps, disco#info) first
 `;
 
 class UsageError extends Error {}
@@ -124,43 +127,6 @@ async function deviceIdentity(dir: string, jid: string): Promise<XtlsIdentity> {
   return id;
 }
 
-/** Answers disco#info with the XTLS features (draft section 7). */
-function answerDisco(conn: StanzaConnection): void {
-  conn.onStanza((s) => {
-    if (s.name !== "iq" || attrOf(s, "type") !== "get") return;
-    const q = elements(s).find((c) => c.name === "query" && c.attrs.xmlns === NS.disco);
-    if (q === undefined) return;
-    void conn
-      .send(
-        el(
-          "iq",
-          { type: "result", id: attrOf(s, "id"), to: attrOf(s, "from") },
-          el("query", { xmlns: NS.disco }, el("identity", { category: "client", type: "pc", name: "xmpp-e2e xtls" }), ...[NS.disco, ...XTLS_FEATURES].map((v) => el("feature", { var: v }))),
-        ),
-      )
-      .catch(() => undefined);
-  });
-}
-
-/** Asks the peer's disco#info; resolves with its features (empty on error or timeout). */
-function discoFeatures(conn: StanzaConnection, peer: FullJid): Promise<string[]> {
-  const id = `disco-${Math.random().toString(36).slice(2)}`;
-  return new Promise((resolve) => {
-    const t = setTimeout(() => {
-      off();
-      resolve([]);
-    }, 10_000);
-    const off = conn.onStanza((s: Element) => {
-      if (s.name !== "iq" || attrOf(s, "id") !== id || attrOf(s, "from") !== peer) return;
-      clearTimeout(t);
-      off();
-      const q = elements(s).find((c) => c.name === "query");
-      resolve(q === undefined ? [] : elements(q).flatMap((f) => (f.name === "feature" && typeof f.attrs.var === "string" ? [f.attrs.var] : [])));
-    });
-    void conn.send(el("iq", { type: "get", id, to: peer }, el("query", { xmlns: NS.disco }))).catch(() => resolve([]));
-  });
-}
-
 function describe(t: XtlsTunnel): string {
   const fp = t.peerFingerprint === undefined ? "" : `, peer certificate ${t.peerFingerprint.algo} ${t.peerFingerprint.value}`;
   const lof = t.leapOfFaith ? " (not verified: trusted on first use and pinned now)" : "";
@@ -220,7 +186,12 @@ export async function run(argv: string[], io: XtlsCliIo = defaultIo): Promise<nu
       ...(parts.resource === undefined ? {} : { resource: parts.resource }),
     });
     io.err(`connected as ${conn.jid}; device certificate sha-256 ${identity.fingerprint.value}\n`);
-    answerDisco(conn);
+    // Draft section 7 / XEP-0115: answer disco#info (plain and node#ver) and announce our
+    // caps, so peers learn of XTLS from their caps cache.
+    const responder = xtlsDiscoResponder({ jid: conn.jid, crypto: nodeCrypto });
+    serveDisco(conn, responder);
+    await conn.send(el("presence", {}, responder.caps()));
+    const discovery = values["skip-disco"] === true ? undefined : new XtlsDiscovery({ connection: conn, crypto: nodeCrypto });
     const fromFilter = values.from;
     let srpPassword: string | undefined;
     client = new XtlsClient({
@@ -229,6 +200,10 @@ export async function run(argv: string[], io: XtlsCliIo = defaultIo): Promise<nu
       trust,
       blockSize,
       ...(values["s5b-host"] === undefined ? {} : { s5bHost: values["s5b-host"] }),
+      // Caps first, disco#info on a miss; a peer without the feature is refused before
+      // anything is sent (the section 8.3 downgrade warning is printed), never run in clear.
+      ...(discovery === undefined ? {} : { discovery }),
+      requireXtls: true,
       leapOfFaith: (peer, fp) => {
         if (values["leap-of-faith"] !== true) return false;
         io.err(`warning: trusting ${peer}'s unverified certificate ${fp.algo} ${fp.value} on first use\n`);
@@ -253,19 +228,16 @@ export async function run(argv: string[], io: XtlsCliIo = defaultIo): Promise<nu
     const c = client;
     const self = conn.jid;
 
-    if (to !== undefined && values["skip-disco"] !== true) {
-      const support = xtlsSupport(await discoFeatures(conn, to));
-      if (support.kind === "unsupported") {
-        io.err(`${to}: ${support.warning}\n`);
-        return 1;
-      }
-    }
+    c.onNotice((n) => {
+      if (n.type === "downgrade-warning") io.err(`${n.peer}: ${n.warning}\n`);
+      else io.err(`${n.peer}: ${n.why}; falling back to in-band bytestreams (still encrypted)\n`);
+    });
 
     const incoming = (): Promise<XtlsTunnel> =>
       new Promise((resolve, reject) =>
         c.on((e) => {
           if (e.type === "tunnel") resolve(e.tunnel);
-          else io.err(`incoming session from ${e.peer} failed: ${e.error.condition}\n`);
+          else if (e.type === "failed") io.err(`incoming session from ${e.peer} failed: ${e.error.condition}\n`);
           void reject;
         }),
       );

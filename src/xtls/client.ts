@@ -53,6 +53,7 @@ import { XtlsError, type XtlsCondition } from "./errors.js";
 import type { SrpTlsOverDuplex } from "./methods.js";
 import { x509OverDuplex, type TlsVersion } from "./tls.js";
 import type { XtlsTrustStore } from "./trust.js";
+import type { SupportLookup } from "./support.js";
 
 export interface XtlsOptions {
   readonly connection: StanzaConnection;
@@ -66,6 +67,19 @@ export interface XtlsOptions {
   readonly leapOfFaith?: (peer: FullJid, fp: Fingerprint) => Promise<boolean> | boolean;
   /** Responder: accept a session (an XML stream or a file offer) from `peer`? Default: decline. */
   readonly acceptSession?: (offer: { peer: FullJid; sid: string; description: Description }) => Promise<boolean> | boolean;
+  /**
+   * Draft section 7: how to learn whether a peer supports XTLS before initiating (its
+   * caps, then disco#info on a miss; ./support.ts XtlsDiscovery). Without it, connect()
+   * initiates directly and learns from the session-accept.
+   */
+  readonly discovery?: { lookup(peer: FullJid): Promise<SupportLookup> };
+  /**
+   * The "require XTLS" policy (draft section 8.3): a peer whose caps/disco lack the XTLS
+   * feature is refused before anything is sent, and nothing ever falls back to clear
+   * (`allowPlain` is ignored). When false (default), a missing feature is a
+   * `downgrade-warning` notice and the session is still attempted with XTLS.
+   */
+  readonly requireXtls?: boolean;
   /** false behaves as an entity without XTLS (draft responder rule 1). Default true. */
   readonly supportsXtls?: boolean;
   /** Address our XEP-0260 direct candidate listens on. Default 127.0.0.1. */
@@ -254,6 +268,15 @@ export class XtlsClient {
 
   /** Initiates an XTLS tunnel to `peer` (end-to-end XML stream application). */
   async connect(peer: FullJid, opts: ConnectOptions = {}): Promise<XtlsTunnel> {
+    if (this.o.discovery !== undefined) {
+      // Draft section 7 / 8.3: check support first; a missing feature may be a downgrade.
+      const found = await this.o.discovery.lookup(peer);
+      if (found.support.kind === "unsupported") {
+        const refused = this.o.requireXtls === true;
+        this.notice({ type: "downgrade-warning", peer, warning: found.support.warning, source: found.source, refused });
+        if (refused) throw new XtlsError("no-xtls-support", `${peer} does not advertise XTLS; the require-XTLS policy refused to continue (nothing was sent)`);
+      }
+    }
     const sid = this.newSid();
     const ibbSid = this.newSid();
     const ctx = this.newCtx(peer, sid, "initiator");
@@ -316,7 +339,8 @@ export class XtlsClient {
       canVerifyPeer,
       srpAvailable: password !== undefined,
       leapOfFaith: leap,
-      allowPlain: opts.allowPlain === true && description.kind !== "xmlstream",
+      // Under "require XTLS" nothing falls back to clear, whatever the application asked.
+      allowPlain: opts.allowPlain === true && description.kind !== "xmlstream" && this.o.requireXtls !== true,
     });
     if (decision.kind === "terminate") {
       throw this.fail(ctx, new XtlsError(decision.downgrade ? "no-xtls-support" : "peer-unverified", decision.why));

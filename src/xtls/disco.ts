@@ -24,6 +24,11 @@ export const XTLS_FEATURES: readonly string[] = [
   "urn:xmpp:jingle:apps:xmlstream:1",
   "urn:xmpp:jingle:transports:ibb:1",
   "http://jabber.org/protocol/ibb",
+  // XEP-0260 v1.0.3 section 5 and XEP-0065 v1.8.2 section 9: SOCKS5 bytestreams;
+  // XEP-0234 v0.19.1 section 11: Jingle File Transfer.
+  "urn:xmpp:jingle:transports:s5b:1",
+  "http://jabber.org/protocol/bytestreams",
+  "urn:xmpp:jingle:apps:file-transfer:5",
 ];
 
 export type XtlsSupport =

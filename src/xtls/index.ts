@@ -11,3 +11,4 @@ export * from "./methods.js";
 export * from "./pubkeys.js";
 export * from "./tls.js";
 export * from "./trust.js";
+export * from "./support.js";

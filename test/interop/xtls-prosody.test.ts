@@ -439,3 +439,28 @@ test("SOCKS5 -> IBB fallback through Prosody (XEP-0260 2.8): proxy-error at acti
   assert.ok(ca.sent.some((x) => x.includes("<candidate-error/>")), "candidate-error");
   assert.ok(ca.sent.some((x) => x.includes('action="transport-replace"')));
 });
+
+test("CLI: a peer that does not advertise XTLS (caps/disco#info) gets the downgrade warning and nothing is sent (require-XTLS)", async () => {
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { tmpdir } = await import("node:os");
+  const { run } = await import("../../src/cli/xtls.js");
+  const dir = mkdtempSync(join(tmpdir(), "xtls-cli-"));
+  const err: string[] = [];
+  const seen: string[] = [];
+  const off = cb.onStanza((s) => seen.push(serialize(s)));
+  try {
+    // juliet@localhost/balcony is a plain client here: no XTLS in its disco#info.
+    const code = await run(
+      ["chat", "--jid", "romeo@localhost/cli-d", "--password", "pw-r", "--dir", dir, "--service", prosody.service, "--leap-of-faith", "--to", cb.jid],
+      { out: () => undefined, err: (s) => void err.push(s), secret: () => Promise.resolve("unused"), lines: () => (async function* () {})() },
+    );
+    assert.equal(code, 1);
+    assert.match(err.join(""), /does not advertise XTLS.*downgrade attack/s);
+    assert.ok(seen.some((x) => x.includes("http://jabber.org/protocol/disco#info")), "it asked disco#info");
+    assert.ok(!seen.some((x) => x.includes("urn:xmpp:jingle:1")), "no Jingle stanza reached the peer");
+  } finally {
+    off();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
