@@ -163,8 +163,9 @@ class WebApp {
     });
     for (const c of m.conversations.values()) {
       if (m.contacts.has(c.bare)) continue;
-      const b = node("button", { text: `? ${c.bare}${c.unread ? ` (${c.unread})` : ""}` });
+      const b = node("button", { text: `${c.bare}${c.unread ? ` (${c.unread})` : ""} · not in contacts` });
       b.type = "button";
+      b.title = `${c.bare} is not in your contacts: add them to see their presence`;
       b.dataset.jid = c.bare;
       b.onclick = () => void this.submit(`/open ${c.bare}`).catch((e: unknown) => this.fail(e));
       items.push(node("li", { className: c.bare === m.active ? "active" : "" }, b));
