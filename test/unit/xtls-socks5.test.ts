@@ -113,6 +113,32 @@ test("XTLS over SOCKS5 (XEP-0260 direct candidate): candidate-used + candidate-e
   p.bob.detach();
 });
 
+test("direct candidates are preferred over a proxy (XEP-0260 2.2 priorities; Prosody 0.12's proxy65 can stall, docs/xtls.md)", async () => {
+  const sb = new Switchboard();
+  const wire: Element[] = [];
+  sb.tap((x) => wire.push(x.stanza));
+  // The proxy is never contacted: the responder tries the direct candidate first.
+  const alice = new XtlsClient({ connection: sb.connect(R), identity: await generateIdentity("romeo@montague.lit"), trust: new MemoryTrustStore(), leapOfFaith: () => true, s5bProxy: { jid: "proxy.montague.lit", host: "127.0.0.1", port: 1 } });
+  const bob = new XtlsClient({ connection: sb.connect(J), identity: await generateIdentity("juliet@capulet.lit"), trust: new MemoryTrustStore(), leapOfFaith: () => true, acceptSession: () => true });
+  const incoming = new Promise<XtlsTunnel>((res) => bob.on((e) => e.type === "tunnel" && res(e.tunnel)));
+  const ta = await alice.connect(J, { transport: "s5b" });
+  await incoming;
+  const init = parseJingle(jingleChild(wire.find((w) => jingleChild(w)?.attrs.action === "session-initiate") ?? parseXml("<x/>")) ?? parseXml("<x/>"));
+  const cands = init.ok && init.value.contents[0]?.transport?.kind === "s5b" ? init.value.contents[0].transport.candidates : [];
+  const direct = cands.find((c) => c.type === "direct");
+  const proxy = cands.find((c) => c.type === "proxy");
+  assert.ok(direct !== undefined && proxy !== undefined && direct.priority > proxy.priority);
+  const used = wire
+    .map((w) => (jingleChild(w)?.attrs.action === "transport-info" ? parseJingle(jingleChild(w) ?? parseXml("<x/>")) : undefined))
+    .map((j) => (j?.ok === true && j.value.contents[0]?.transport?.kind === "s5b" ? j.value.contents[0].transport.candidateUsed : undefined))
+    .filter((x): x is string => x !== undefined);
+  assert.deepEqual(used, [direct.cid]);
+  assert.ok(!wire.some((w) => serialize(w).includes("<activate")), "no proxy activation");
+  await ta.close();
+  alice.detach();
+  bob.detach();
+});
+
 /** Rewrites the candidate ports in the session-initiate to a closed one (nothing reachable). */
 function unreachable(p: { sb: Switchboard }): void {
   p.sb.setAdversary((item) => {
