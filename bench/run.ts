@@ -294,6 +294,7 @@ async function main(): Promise<void> {
     ["smime (RFC 3923)", async () => (await import("./smime.js")).figures()],
     ["xtls (TLS over Jingle)", async () => (await import("./xtls.js")).figures()],
     ["other protocols (Signal, OpenPGP.js)", async () => (await import("./compare.js")).figures()],
+    ["scale (1,000 live sessions)", async () => (await import("./scale.js")).figures()],
   ];
   for (const [label, run] of layers) {
     process.stdout.write(`  measuring ${label} ...\n`);
