@@ -24,14 +24,33 @@ export const PUBKEY_METHODS: readonly PubkeyMethod[] = ["key", "hash", "none"];
 
 export const NS_XMLDSIG = "http://www.w3.org/2000/09/xmldsig#";
 
-/** Our long-term signing key, as the negotiation needs it. */
+/** Our long-term signing key, as the negotiation needs it: it signs synchronously. */
 export interface SigningIdentity {
   /** The xmldsig algorithm URI it signs with (a `sign_algs` value). */
   readonly signAlg: string;
   /** Its public half as an XML-DSig `<KeyValue/>`. */
   readonly keyValue: Element;
+  readonly async?: false;
   sign(data: Uint8Array): Uint8Array;
 }
+
+/**
+ * A long-term signing key whose signatures arrive later: a WebCrypto key kept
+ * non-extractable in the browser (crypto.subtle.sign returns a Promise), a hardware token,
+ * a remote signer. `async: true` tells the ESession core never to call `sign` itself: it
+ * hands the data to sign to its driver as a sign request (ESession.takeSignRequest) and
+ * waits, in state "awaiting-signature", for ESession.provideSignature (docs/esession.md,
+ * "Asynchronous signing").
+ */
+export interface AsyncSigningIdentity {
+  readonly signAlg: string;
+  readonly keyValue: Element;
+  readonly async: true;
+  sign(data: Uint8Array): Promise<Uint8Array>;
+}
+
+/** Either kind of identity an ESession accepts. */
+export type AnySigningIdentity = SigningIdentity | AsyncSigningIdentity;
 
 /** Verifies peers' signatures and resolves fingerprints of keys we already hold. */
 export interface KeyVerifier {
@@ -120,22 +139,50 @@ export class IdentityError extends Error {
   }
 }
 
-/** Builds ID and M for our side. Throws IdentityError("no-identity") if a key is required but absent. */
-export function prove(a: ProveArgs): Proof {
+/** What {@link proofMac} computed: the SIGMA mac (what the identity key signs) and our key's Normalized form. */
+export interface ProofMac {
+  readonly mac: Uint8Array;
+  readonly pubKey: string;
+}
+
+/**
+ * The first half of {@link prove}: mac = HMAC(HASH, KS, {N1, N2, dh, pubKey, forms}) with
+ * `keyValue` our identity's `<KeyValue/>` (ignored for the method 'none'). The second half,
+ * {@link sealProof}, needs SIGN(signKey, mac) unless the method is 'none'; an asynchronous
+ * signer produces it in between. Throws IdentityError("no-identity") if a key is required
+ * but absent.
+ */
+export function proofMac(a: Omit<ProveArgs, "identity">, keyValue: Element | undefined): ProofMac {
+  if (a.method !== "none" && !keyValue) throw new IdentityError("no-identity");
+  const pubKey = a.method === "none" || !keyValue ? "" : ownNormalizedKey(keyValue);
+  return { mac: sigma(a.crypto, a.suite, req(a.keys.ks), a.mac, pubKey), pubKey };
+}
+
+/**
+ * The second half of {@link prove}: ID = CIPHER(KC, C, {pubKey or its fingerprint,
+ * <SignatureValue>signature</SignatureValue>}) (or CIPHER(KC, C, mac) for 'none') and
+ * M = HMAC(HASH, KM, C, ID); advances the counter past ID. `signature` is required unless
+ * the method is 'none'.
+ */
+export function sealProof(a: Omit<ProveArgs, "identity">, pm: ProofMac, signature: Uint8Array | undefined): Proof {
   const { crypto: c, suite: s } = a;
-  if (a.method !== "none" && !a.identity) throw new IdentityError("no-identity");
-  const pubKey = a.method === "none" || !a.identity ? "" : ownNormalizedKey(a.identity.keyValue);
-  const mac = sigma(c, s, req(a.keys.ks), a.mac, pubKey);
   let plain: Uint8Array;
-  if (a.method === "none" || !a.identity) plain = mac;
+  if (a.method === "none") plain = pm.mac;
   else {
-    const sig = el("SignatureValue", {}, toBase64(a.identity.sign(mac)));
-    const id = a.method === "key" ? pubKey : normalize([el("fingerprint", {}, toBase64(c.hash(s.hash, utf8(pubKey))))]);
+    if (!signature) throw new IdentityError("no-identity");
+    const sig = el("SignatureValue", {}, toBase64(signature));
+    const id = a.method === "key" ? pm.pubKey : normalize([el("fingerprint", {}, toBase64(c.hash(s.hash, utf8(pm.pubKey))))]);
     plain = utf8(id + normalize([sig]));
   }
   const before = a.counter.mpi();
   const id = ctrCrypt(c, a.profile, a.keys.kc, a.counter, plain);
-  return { id, m: identityMac(c, s, a.keys.km, before, id), sigmaMac: mac };
+  return { id, m: identityMac(c, s, a.keys.km, before, id), sigmaMac: pm.mac };
+}
+
+/** Builds ID and M for our side. Throws IdentityError("no-identity") if a key is required but absent. */
+export function prove(a: ProveArgs): Proof {
+  const pm = proofMac(a, a.identity?.keyValue);
+  return sealProof(a, pm, a.method === "none" || !a.identity ? undefined : a.identity.sign(pm.mac));
 }
 
 export interface VerifyArgs {

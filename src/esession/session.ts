@@ -20,14 +20,17 @@ import { negotiationErrorStanza } from "../negotiation/codec.js";
 import { el, type Element, NS, normalize } from "../xml/index.js";
 import { StanzaChannel, type StanzaKind } from "./channel.js";
 import {
+  type AnySigningIdentity,
   IdentityError,
   type KeyVerifier,
   type MacInput,
   type PeerKey,
   type Proof,
-  prove,
+  type ProofMac,
+  proofMac,
+  type ProveArgs,
   type PubkeyMethod,
-  type SigningIdentity,
+  sealProof,
   verify,
 } from "./identity.js";
 import {
@@ -162,8 +165,13 @@ export interface SessionParams {
   readonly retainedOther?: readonly RetainedSecretRef[];
   /** The Other Shared Secret (a password agreed out of band), if any. */
   readonly otherSecret?: Uint8Array;
-  /** Our long-term signing key (XEP-0116 'key'/'hash' identification), if any. */
-  readonly identity?: SigningIdentity;
+  /**
+   * Our long-term signing key (XEP-0116 'key'/'hash' identification), if any. An
+   * AsyncSigningIdentity (`async: true`) is never called by the session: the data to sign
+   * leaves through takeSignRequest() and the signature comes back through
+   * provideSignature() (docs/esession.md, "Asynchronous signing").
+   */
+  readonly identity?: AnySigningIdentity;
   /** Verifies the peer's signature and resolves fingerprints; `accept` applies trust. */
   readonly verifier?: KeyVerifier & { accept?(key: PeerKey): boolean };
 }
@@ -213,6 +221,20 @@ export type ESessionEvent =
   | { readonly type: "terminated"; readonly by: "us" | "peer"; readonly acknowledged: boolean }
   | { readonly type: "failed"; readonly error: ESessionError };
 
+/**
+ * A signature the negotiation needs from an asynchronous identity (AsyncSigningIdentity):
+ * SIGN(signKey, mac) over the SIGMA mac (XEP-0116 4.3.3 / 4.4.3). The driver signs `data`
+ * with the identity key and returns the result with ESession.provideSignature(id, sig).
+ */
+export interface SignRequest {
+  /** Names this request in provideSignature / signatureFailed (unique within the session). */
+  readonly id: string;
+  /** The bytes to sign (a copy; the driver may keep it). */
+  readonly data: Uint8Array;
+  /** The xmldsig algorithm URI the identity signs with (its `signAlg`). */
+  readonly signAlg: string;
+}
+
 /** Which side of an XEP-0187 offline ESession we are. */
 export type OfflineRole = "sender" | "receiver";
 
@@ -244,6 +266,69 @@ interface DhPair {
   readonly x: Uint8Array;
   readonly e: Uint8Array;
 }
+
+/**
+ * What the negotiation does once our identity proof (ID, M) is complete: the rest of the
+ * step that needed it, with the values that step computed before proving.
+ */
+type AfterProof =
+  | {
+      /** Alice, 4 messages: send her identity (message 3), then wait for Bob's. */
+      readonly kind: "send-alice-identity";
+      readonly a2: DataForm;
+      readonly prov: DirectionKeys;
+      readonly choice: Choice;
+      readonly nonceA: Uint8Array;
+      readonly nonceB: Uint8Array;
+      readonly pair: DhPair;
+      readonly d: Uint8Array;
+      readonly k: Uint8Array;
+      readonly counterA: BlockCounter;
+      readonly counterB: BlockCounter;
+      readonly responseX: Element;
+      readonly deadline: number;
+    }
+  | {
+      /** Alice, 3 messages: send her identity (message 3); the session is then active. */
+      readonly kind: "send-alice-identity-3";
+      readonly a2: DataForm;
+      readonly choice: Choice;
+      readonly keys: SessionKeys;
+      readonly counterA: BlockCounter;
+      readonly counterB: BlockCounter;
+      readonly x: Uint8Array;
+      readonly d: Uint8Array;
+      readonly peerKey: PeerKey | undefined;
+    }
+  | {
+      /** Bob, 4 messages: send his identity (message 4); the session is then active. */
+      readonly kind: "send-bob-identity";
+      readonly b2: DataForm;
+      readonly choice: Choice;
+      readonly keys: SessionKeys;
+      readonly counterA: BlockCounter;
+      readonly counterB: BlockCounter;
+      readonly y: Uint8Array;
+      readonly e: Uint8Array;
+      readonly sas: string;
+      readonly retained: Uint8Array;
+      readonly srs: RetainedSecretRef | undefined;
+      readonly peerKey: PeerKey | undefined;
+    }
+  | {
+      /** Bob, 3 messages: send the response carrying his identity (message 2), then wait for Alice's. */
+      readonly kind: "send-bob-response-3";
+      readonly response: DataForm;
+      readonly choice: Choice;
+      readonly nonceA: Uint8Array;
+      readonly nonceB: Uint8Array;
+      readonly y: Uint8Array;
+      readonly e: Uint8Array;
+      readonly keys: SessionKeys;
+      readonly counterA: BlockCounter;
+      readonly counterB: BlockCounter;
+      readonly requestX: Element;
+    };
 
 /** Session states, named for what each waits for. */
 type State =
@@ -295,6 +380,16 @@ type State =
       readonly responseX: Element;
       readonly deadline: number;
     }
+  | {
+      /** Our asynchronous identity key is signing the SIGMA mac (SignRequest). */
+      readonly kind: "awaiting-signature";
+      readonly request: SignRequest;
+      /** The inputs of sealProof besides the signature. */
+      readonly seal: Omit<ProveArgs, "identity">;
+      readonly proofMac: ProofMac;
+      readonly next: AfterProof;
+      readonly deadline: number;
+    }
   | { readonly kind: "active"; readonly channel: StanzaChannel; readonly options: NegotiatedOptions }
   | { readonly kind: "awaiting-terminate-ack"; readonly channel: StanzaChannel; readonly deadline: number }
   | { readonly kind: "terminated" };
@@ -322,6 +417,9 @@ export class ESession {
   /** XEP-0187: set for offline sessions; `init` until the first stanza carried it. */
   private offline: { readonly role: OfflineRole; init: Element | undefined } | undefined;
   private handlingId: string | undefined;
+  /** The sign request the driver has not taken yet (see takeSignRequest). */
+  private unsentSignRequest: SignRequest | undefined;
+  private signRequestCount = 0;
 
   private constructor(
     private readonly p: SessionParams,
@@ -412,6 +510,7 @@ export class ESession {
       case "awaiting-alice-identity":
       case "awaiting-alice-identity-3":
       case "awaiting-bob-identity":
+      case "awaiting-signature":
       case "awaiting-terminate-ack":
         return s.deadline;
       case "active":
@@ -430,6 +529,7 @@ export class ESession {
       case "awaiting-alice-identity":
       case "awaiting-alice-identity-3":
       case "awaiting-bob-identity":
+      case "awaiting-signature":
         if (now >= s.deadline) this.fail(new ESessionError("unexpected-request", "negotiation timed out"), false);
         return;
       case "awaiting-terminate-ack":
@@ -512,6 +612,7 @@ export class ESession {
       case "awaiting-alice-identity":
       case "awaiting-alice-identity-3":
       case "awaiting-bob-identity":
+      case "awaiting-signature":
         this.out.send(this.clearTerminate(false));
         this.finish("us", false);
         return;
@@ -541,6 +642,59 @@ export class ESession {
     }
   }
 
+  /**
+   * The signature the negotiation waits for from an asynchronous identity
+   * (AsyncSigningIdentity), handed out once: the driver signs `data` with the identity key
+   * and calls provideSignature(id, signature) (or signatureFailed(id)). Undefined when
+   * nothing is to be signed or the request was already taken. Check it after each input,
+   * as the outbox is drained. A synchronous identity never produces one.
+   */
+  takeSignRequest(): SignRequest | undefined {
+    const r = this.unsentSignRequest;
+    this.unsentSignRequest = undefined;
+    return r;
+  }
+
+  /**
+   * Feeds the signature of sign request `id`; the negotiation then continues exactly as with
+   * a synchronous signer (its outputs are in the outbox). Returns false, doing nothing, when
+   * the session no longer waits for that request (ended, timed out, another id). The
+   * signature is not checked here: a wrong one fails the peer's verification (XEP-0116
+   * 4.4.2 / 4.5.1). Never throws.
+   */
+  provideSignature(id: string, signature: Uint8Array): boolean {
+    const s = this.state;
+    if (s.kind !== "awaiting-signature" || s.request.id !== id) return false;
+    this.unsentSignRequest = undefined;
+    this.handlingId = undefined;
+    try {
+      if (!(signature instanceof Uint8Array)) throw new ESessionError("not-acceptable", "the signature is not bytes", [this.identityField(s)]);
+      this.resume(s.next, sealProof(s.seal, s.proofMac, signature));
+    } catch (e) {
+      const err = e instanceof ESessionError ? e : new ESessionError("bad-request", "could not complete the identity proof");
+      this.fail(err, true);
+    }
+    return true;
+  }
+
+  /**
+   * The driver could not sign request `id` (the key is gone, the user refused, the token
+   * failed): the negotiation fails with not-acceptable and the peer is told. Returns false,
+   * doing nothing, when the session no longer waits for that request.
+   */
+  signatureFailed(id: string): boolean {
+    const s = this.state;
+    if (s.kind !== "awaiting-signature" || s.request.id !== id) return false;
+    this.handlingId = undefined;
+    this.fail(new ESessionError("not-acceptable", "our identity key did not sign", [this.identityField(s)]), true);
+    return true;
+  }
+
+  /** The form field naming the identification a pending proof is for. */
+  private identityField(s: Extract<State, { kind: "awaiting-signature" }>): "init_pubkey" | "resp_pubkey" {
+    return s.next.kind === "send-alice-identity" || s.next.kind === "send-alice-identity-3" ? "init_pubkey" : "resp_pubkey";
+  }
+
   private dispatch(stanza: Element): void {
     const s = this.state;
     if (stanza.attrs.type === "error") {
@@ -556,6 +710,8 @@ export class ESession {
         return this.onAliceIdentity3(s, stanza);
       case "awaiting-bob-identity":
         return this.onBobIdentity(s, stanza);
+      case "awaiting-signature":
+        return this.onStanzaWhileSigning(stanza);
       case "active":
       case "awaiting-terminate-ack":
         return this.onEncrypted(s, stanza);
@@ -793,31 +949,15 @@ export class ESession {
       const keys = sessionKeys(crypto, suite, this.profile, k);
       wipe(k);
       const counterB = cA.flipTopBit();
-      const proof = prove({
-        crypto,
-        suite,
-        profile: this.profile,
-        keys: keys.responder,
-        counter: counterB,
-        mac: { nonceFirst: nonceA, nonceSecond: nonceB, dh: d, forms: [formB] },
-        method: choice.respPubkey,
-        ...(this.p.identity ? { identity: this.p.identity } : {}),
-      });
-      this.out.send(this.stanza(wrapFeature(withIdentity(response, proof.id, proof.m))));
-      this.out.emit({ type: "progress", step: "response-sent" });
-      return {
-        kind: "awaiting-alice-identity-3",
+      this.proveThen(
         choice,
-        nonceA,
-        nonceB,
-        y,
-        e: alicesDh,
-        keys,
-        counterA: cA,
+        keys.responder,
         counterB,
-        requestX: x,
-        deadline: this.p.clock.now() + this.policy.timeoutMs,
-      };
+        { mac: { nonceFirst: nonceA, nonceSecond: nonceB, dh: d, forms: [formB] }, method: choice.respPubkey, field: "resp_pubkey" },
+        this.p.clock.now() + this.policy.timeoutMs,
+        { kind: "send-bob-response-3", response, choice, nonceA, nonceB, y, e: alicesDh, keys, counterA: cA, counterB, requestX: x },
+      );
+      return this.state;
     }
     this.out.send(this.stanza(wrapFeature(response)));
     this.out.emit({ type: "progress", step: "response-sent" });
@@ -918,8 +1058,18 @@ export class ESession {
         id: b64Field(form, "identity"),
         m: b64Field(form, "mac"),
       });
-      this.sendAliceIdentity(choice, keys.initiator, counterA, aliceIdentityForm({ nonce: nonceB }), s, nonceB, pair.e, initPubkey);
-      this.activate(choice, keys, "initiator", counterA, counterB, pair.x, d, { peerKey: peer });
+      const a2 = aliceIdentityForm({ nonce: nonceB });
+      this.proveAlice(choice, keys.initiator, counterA, a2, s, nonceB, pair.e, initPubkey, {
+        kind: "send-alice-identity-3",
+        a2,
+        choice,
+        keys,
+        counterA,
+        counterB,
+        x: pair.x,
+        d,
+        peerKey: peer,
+      });
       return;
     }
     // Hiding Alice's identity: mac_A, ID_A, M_A with her keys of the first K (Bob's are
@@ -927,29 +1077,28 @@ export class ESession {
     const prov = directionKeys(crypto, suite, this.profile, k, "Initiator");
     const rshashes = this.rshashes(suite, s.nonceA);
     const a2 = aliceIdentityForm({ nonce: nonceB, rshashes, dhkeys: pair.e });
-    const proof = this.sendAliceIdentity(choice, prov, counterA, a2, s, nonceB, pair.e, initPubkey);
-    wipe(prov.kc, prov.km, prov.ks);
-    this.state = {
-      kind: "awaiting-bob-identity",
+    this.proveAlice(choice, prov, counterA, a2, s, nonceB, pair.e, initPubkey, {
+      kind: "send-alice-identity",
+      a2,
+      prov,
       choice,
       nonceA: s.nonceA,
       nonceB,
       pair,
       d,
       k,
-      macA: proof.m,
       counterA,
       counterB,
       responseX: carried.x,
       deadline: s.deadline,
-    };
+    });
   }
 
   /**
    * Hiding Alice's identity (XEP-0116 4.4.3): mac_A over N_B, N_A, e, formA and formA2 (her
-   * completion form without identity and mac), ID_A and M_A, sent in that form.
+   * completion form without identity and mac), ID_A and M_A, sent in that form by `next`.
    */
-  private sendAliceIdentity(
+  private proveAlice(
     choice: Choice,
     keys: DirectionKeys,
     counterA: BlockCounter,
@@ -958,38 +1107,158 @@ export class ESession {
     nonceB: Uint8Array,
     e: Uint8Array,
     method: PubkeyMethod,
-  ): Proof {
+    next: Extract<AfterProof, { kind: "send-alice-identity" | "send-alice-identity-3" }>,
+  ): void {
     const formA2 = normalize(formToXml(a2).children, this.profile.formStyle);
-    const proof = this.proveOurs(choice, keys, counterA, {
-      mac: { nonceFirst: nonceB, nonceSecond: s.nonceA, dh: e, forms: [s.formA, formA2] },
-      method,
-    });
-    this.out.send(this.stanza(wrapFeature(withIdentity(a2, proof.id, proof.m))));
-    this.out.emit({ type: "progress", step: "identity-sent" });
-    return proof;
+    this.proveThen(
+      choice,
+      keys,
+      counterA,
+      { mac: { nonceFirst: nonceB, nonceSecond: s.nonceA, dh: e, forms: [s.formA, formA2] }, method, field: "init_pubkey" },
+      s.deadline,
+      next,
+    );
   }
 
-  private proveOurs(
+  /**
+   * Proves our identity (XEP-0116 4.3.3 / 4.4.3: mac, SIGN(signKey, mac), ID, M), then
+   * continues with `next`. A synchronous identity signs here and `next` runs at once; an
+   * asynchronous one (AsyncSigningIdentity) is never called: the mac leaves as a
+   * SignRequest and the session waits in "awaiting-signature" (until `deadline`) for
+   * provideSignature(), which runs `next`.
+   */
+  private proveThen(
     choice: Choice,
     keys: DirectionKeys,
     counter: BlockCounter,
-    a: { readonly mac: MacInput; readonly method: PubkeyMethod },
-  ): Proof {
+    a: { readonly mac: MacInput; readonly method: PubkeyMethod; readonly field: "init_pubkey" | "resp_pubkey" },
+    deadline: number,
+    next: AfterProof,
+  ): void {
+    const identity = this.p.identity;
+    const seal = { crypto: this.p.crypto, suite: choice.suite, profile: this.profile, keys, counter, mac: a.mac, method: a.method };
+    let pm: ProofMac;
     try {
-      return prove({
-        crypto: this.p.crypto,
-        suite: choice.suite,
-        profile: this.profile,
-        keys,
-        counter,
-        mac: a.mac,
-        method: a.method,
-        ...(this.p.identity ? { identity: this.p.identity } : {}),
-      });
+      pm = proofMac(seal, identity?.keyValue);
     } catch (e) {
-      if (e instanceof IdentityError) throw new ESessionError("not-acceptable", "we have no key for the requested identification", ["init_pubkey"]);
+      if (e instanceof IdentityError) throw new ESessionError("not-acceptable", "we have no key for the requested identification", [a.field]);
       throw e;
     }
+    if (a.method === "none" || !identity) {
+      this.resume(next, sealProof(seal, pm, undefined));
+      return;
+    }
+    if (identity.async === true) {
+      this.signRequestCount++;
+      const request: SignRequest = { id: `sig-${this.signRequestCount}`, data: pm.mac.slice(), signAlg: identity.signAlg };
+      this.unsentSignRequest = request;
+      this.state = { kind: "awaiting-signature", request, seal, proofMac: pm, next, deadline };
+      return;
+    }
+    const signature: unknown = identity.sign(pm.mac);
+    if (!(signature instanceof Uint8Array)) {
+      // A signer that returns a Promise without declaring `async: true`: never leave the
+      // rejection unhandled, and say what is wrong (no secret is involved).
+      if (signature instanceof Promise) signature.catch(() => undefined);
+      throw new ESessionError("not-acceptable", "identity.sign returned no bytes (an asynchronous signer must declare async: true)", [a.field]);
+    }
+    this.resume(next, sealProof(seal, pm, signature));
+  }
+
+  /** The rest of the step that needed our identity proof. */
+  private resume(next: AfterProof, proof: Proof): void {
+    switch (next.kind) {
+      case "send-alice-identity":
+        this.out.send(this.stanza(wrapFeature(withIdentity(next.a2, proof.id, proof.m))));
+        this.out.emit({ type: "progress", step: "identity-sent" });
+        wipe(next.prov.kc, next.prov.km, next.prov.ks);
+        this.state = {
+          kind: "awaiting-bob-identity",
+          choice: next.choice,
+          nonceA: next.nonceA,
+          nonceB: next.nonceB,
+          pair: next.pair,
+          d: next.d,
+          k: next.k,
+          macA: proof.m,
+          counterA: next.counterA,
+          counterB: next.counterB,
+          responseX: next.responseX,
+          deadline: next.deadline,
+        };
+        return;
+      case "send-alice-identity-3":
+        this.out.send(this.stanza(wrapFeature(withIdentity(next.a2, proof.id, proof.m))));
+        this.out.emit({ type: "progress", step: "identity-sent" });
+        this.activate(next.choice, next.keys, "initiator", next.counterA, next.counterB, next.x, next.d, { peerKey: next.peerKey });
+        return;
+      case "send-bob-identity":
+        this.out.send(this.stanza(wrapInit(withIdentity(next.b2, proof.id, proof.m))));
+        this.activate(next.choice, next.keys, "responder", next.counterA, next.counterB, next.y, next.e, {
+          sas: next.sas,
+          retained: next.retained,
+          srs: next.srs,
+          peerKey: next.peerKey,
+        });
+        return;
+      case "send-bob-response-3":
+        this.out.send(this.stanza(wrapFeature(withIdentity(next.response, proof.id, proof.m))));
+        this.out.emit({ type: "progress", step: "response-sent" });
+        this.state = {
+          kind: "awaiting-alice-identity-3",
+          choice: next.choice,
+          nonceA: next.nonceA,
+          nonceB: next.nonceB,
+          y: next.y,
+          e: next.e,
+          keys: next.keys,
+          counterA: next.counterA,
+          counterB: next.counterB,
+          requestX: next.requestX,
+          deadline: this.p.clock.now() + this.policy.timeoutMs,
+        };
+        return;
+      default:
+        assertNever(next, "after-proof step");
+    }
+  }
+
+  /** Secrets a pending step holds, destroyed if the session ends before it runs. */
+  private wipePending(s: Extract<State, { kind: "awaiting-signature" }>): void {
+    const next = s.next;
+    wipe(s.seal.keys.kc, s.seal.keys.km, s.seal.keys.ks);
+    switch (next.kind) {
+      case "send-alice-identity":
+        wipe(next.k, next.pair.x);
+        return;
+      case "send-alice-identity-3":
+        wipe(next.x);
+        wipeKeys(next.keys);
+        return;
+      case "send-bob-identity":
+        wipe(next.y, next.retained);
+        wipeKeys(next.keys);
+        return;
+      case "send-bob-response-3":
+        wipe(next.y);
+        wipeKeys(next.keys);
+        return;
+      default:
+        assertNever(next, "after-proof step");
+    }
+  }
+
+  /**
+   * While our signature is pending the peer has nothing to send: a termination ends the
+   * session, anything else is out of order (XEP-0155 / XEP-0217 message sequence).
+   */
+  private onStanzaWhileSigning(stanza: Element): void {
+    const carried = carriedForm(stanza);
+    if (carried && isTermination([el("feature", { xmlns: NS.featureNeg }, carried.x)]).terminate) {
+      this.finish("peer", false);
+      return;
+    }
+    throw new ESessionError("unexpected-request", "a negotiation message arrived while our signature was pending");
   }
 
   private verifyPeer(
@@ -1132,23 +1401,29 @@ export class ESession {
     const b2 = bobIdentityForm({ nonce: s.nonceA, srshash });
     const formB2 = normalize(formToXml(b2).children, this.profile.formStyle);
     const counterB = s.counterA.flipTopBit();
-    const proof = this.proveOurs(s.choice, keys.responder, counterB, {
-      mac: { nonceFirst: s.nonceA, nonceSecond: s.nonceB, dh: s.d, forms: [s.formB, formB2] },
-      method: s.choice.respPubkey,
-    });
-    this.out.send(this.stanza(wrapInit(withIdentity(b2, proof.id, proof.m))));
     const sas = sas28x5(crypto, this.profile, mA, s.formB);
-    const rs = newRetainedSecret(crypto, suite, kf);
+    const retained = newRetainedSecret(crypto, suite, kf);
     wipe(kf);
-    this.activate(
-      { ...s.choice, options: { ...s.choice.options, profile: this.profile.name } },
-      keys,
-      "responder",
-      found.counter,
+    this.proveThen(
+      s.choice,
+      keys.responder,
       counterB,
-      s.y,
-      e,
-      { sas, retained: rs, srs, peerKey: found.peerKey },
+      { mac: { nonceFirst: s.nonceA, nonceSecond: s.nonceB, dh: s.d, forms: [s.formB, formB2] }, method: s.choice.respPubkey, field: "resp_pubkey" },
+      s.deadline,
+      {
+        kind: "send-bob-identity",
+        b2,
+        choice: { ...s.choice, options: { ...s.choice.options, profile: this.profile.name } },
+        keys,
+        counterA: found.counter,
+        counterB,
+        y: s.y,
+        e,
+        sas,
+        retained,
+        srs,
+        peerKey: found.peerKey,
+      },
     );
   }
 
@@ -1352,12 +1627,16 @@ export class ESession {
       case "awaiting-bob-identity":
         wipe(s.k, s.pair.x);
         break;
+      case "awaiting-signature":
+        this.wipePending(s);
+        break;
       case "terminated":
         break;
       default:
         assertNever(s, "state");
     }
     this.state = { kind: "terminated" };
+    this.unsentSignRequest = undefined;
   }
 }
 
@@ -1368,6 +1647,10 @@ function gajimProfile(p: Profile): boolean {
 function req(b: Uint8Array | undefined): Uint8Array {
   if (!b) throw new ESessionError("bad-request", "missing SIGMA key");
   return b;
+}
+
+function wipeKeys(k: SessionKeys): void {
+  for (const d of [k.initiator, k.responder]) wipe(d.kc, d.km, d.ks);
 }
 
 function copy(b: Uint8Array): Uint8Array {
