@@ -22,28 +22,71 @@ import { IbbEndpoint, type IbbStream } from "../src/ibb/index.js";
 import { MemoryTrustStore, XtlsClient, generateIdentity, type XtlsTunnel } from "../src/xtls/index.js";
 import { Socks5Listener, dstAddr, socks5Connect } from "../src/socks5/index.js";
 
+/** Application write size: what sendFile's file stream hands the socket (fs read size). */
 const CHUNK = 64 * 1024;
 const BLOCK = 8192;
 
-/** One op: write CHUNK on `a`, resolve when `b` has read CHUNK more bytes. */
-function transfer(a: Duplex, b: Duplex): () => Promise<void> {
+/**
+ * One op: stream `bytes` from `a` to `b` in CHUNK writes, honouring backpressure (write
+ * until it returns false, then wait for 'drain'), as a file transfer does; resolves when
+ * `b` has read them all. The baseline and the TLS run use this same function, so both
+ * move the same bytes the same way (same writes, same flowing reader, same socket
+ * options); only the TLS layer differs.
+ */
+function streamOp(a: Duplex, b: Duplex, bytes: number): () => Promise<void> {
   const data = randomBytes(CHUNK);
-  let pending = 0;
+  let target = 0;
+  let got = 0;
   let wake: (() => void) | undefined;
   b.on("data", (d: Buffer) => {
-    pending -= d.length;
-    if (pending <= 0 && wake !== undefined) {
+    got += d.length;
+    if (got >= target && wake !== undefined) {
       const w = wake;
       wake = undefined;
       w();
     }
   });
-  return () =>
-    new Promise<void>((resolve) => {
-      pending += CHUNK;
-      wake = resolve;
-      a.write(data);
-    });
+  // A SOCKS5 socket is handed over paused (src/socks5/node.ts); a 'data' listener alone
+  // does not resume an explicitly paused stream.
+  b.resume();
+  return async () => {
+    target += bytes;
+    const arrived = new Promise<void>((r) => (got >= target ? r() : (wake = r)));
+    for (let sent = 0; sent < bytes; sent += CHUNK) {
+      if (!a.write(sent + CHUNK <= bytes ? data : data.subarray(0, bytes - sent))) await new Promise<void>((r) => a.once("drain", () => r()));
+    }
+    await arrived;
+  };
+}
+
+/**
+ * Measures several ops in interleaved rounds (A B, then B A, ...), so that a shared,
+ * noisy machine slows baseline and subject alike; each round times whole ops for at
+ * least `minTimeMs`. Rates in MB/s; median/min/max over the rounds.
+ */
+async function interleaved(ops: ReadonlyArray<{ name: string; op: () => Promise<void>; bytes: number }>, rounds: number, minTimeMs: number): Promise<Measurement[]> {
+  for (const o of ops) await o.op(); // warmup (JIT, TCP windows, TLS buffers)
+  const rates = ops.map(() => [] as number[]);
+  for (let r = 0; r < rounds; r++) {
+    const order = ops.map((_, i) => i);
+    if (r % 2 === 1) order.reverse();
+    for (const i of order) {
+      const o = ops[i] as (typeof ops)[number];
+      const t0 = process.hrtime.bigint();
+      let n = 0;
+      let dt = 0;
+      do {
+        await o.op();
+        n++;
+        dt = Number(process.hrtime.bigint() - t0) / 1e6;
+      } while (dt < minTimeMs);
+      (rates[i] as number[]).push((n * o.bytes) / (dt / 1000) / 1e6);
+    }
+  }
+  return ops.map((o, i) => {
+    const r = rates[i] as number[];
+    return { name: o.name, unit: "MB/s" as const, median: median(r), min: Math.min(...r), max: Math.max(...r) };
+  });
 }
 
 function iqPing(from: StanzaConnection, to: StanzaConnection): () => Promise<void> {
@@ -103,28 +146,38 @@ export async function figures(): Promise<Figure[]> {
     const rawOut = await ibbA.open(b.jid, { blockSize: BLOCK });
     const rawSink = await rawIn;
     const [ta, tb] = await open();
-    const rawOp = transfer(rawOut, rawSink);
-    const tlsOp = transfer(ta.socket, tb.socket);
-    const opts = { unit: "MB/s" as const, bytesPerOp: CHUNK, minTimeMs: 400, samples: 5 };
-    const rawM = await measure("IBB via Prosody, no TLS (8 KiB blocks)", rawOp, opts);
-    const tlsM = await measure(`XTLS tunnel over IBB via Prosody (x509, ${ta.protocol ?? "TLS"})`, tlsOp, opts);
+    const IBB_OP = 256 * 1024;
+    const [rawM, tlsM] = (await interleaved(
+      [
+        { name: "IBB via Prosody, no TLS (8 KiB blocks)", op: streamOp(rawOut, rawSink, IBB_OP), bytes: IBB_OP },
+        { name: `XTLS tunnel over IBB via Prosody (x509, ${ta.protocol ?? "TLS"})`, op: streamOp(ta.socket, tb.socket, IBB_OP), bytes: IBB_OP },
+      ],
+      5,
+      400,
+    )) as [Measurement, Measurement];
     rawOut.destroy();
     await ta.close();
 
-    // SOCKS5: plain TCP through a SOCKS5 handshake vs XTLS over the nominated connection.
-    const big = { unit: "MB/s" as const, bytesPerOp: CHUNK, minTimeMs: 400, samples: 5 };
+    // SOCKS5: a plain SOCKS5 TCP connection (same listener, handshake and socket options
+    // as a direct candidate) vs XTLS over the Jingle-nominated connection, interleaved.
     const listener = await Socks5Listener.listen();
     const addr = dstAddr("bench", a.jid, b.jid);
     const acc = listener.expect(addr);
     const s5out = await socks5Connect(listener.address.host, listener.address.port, addr);
     const s5in = await acc;
-    s5in.resume();
-    const s5RawM = await measure("SOCKS5 TCP on loopback, no TLS", transfer(s5out, s5in), big);
-    s5out.destroy();
-    s5in.destroy();
     listener.close();
     const [sa, sb] = await open("s5b");
-    const s5TlsM = await measure(`XTLS tunnel over SOCKS5 (XEP-0260 direct, x509, ${sa.protocol ?? "TLS"})`, transfer(sa.socket, sb.socket), big);
+    const S5_OP = 8 << 20;
+    const [s5RawM, s5TlsM] = (await interleaved(
+      [
+        { name: "SOCKS5 TCP on loopback, no TLS", op: streamOp(s5out, s5in, S5_OP), bytes: S5_OP },
+        { name: `XTLS tunnel over SOCKS5 (XEP-0260 direct, x509, ${sa.protocol ?? "TLS"})`, op: streamOp(sa.socket, sb.socket, S5_OP), bytes: S5_OP },
+      ],
+      7,
+      300,
+    )) as [Measurement, Measurement];
+    s5out.destroy();
+    s5in.destroy();
     await sa.close();
 
     // Handshake in round trips.

@@ -160,11 +160,26 @@ export class IbbSession {
     this.sendOpen(this.opts.blockSize);
   }
 
-  /** Queues bytes; they are split into blocks of at most the negotiated block-size. */
+  /**
+   * Queues bytes; they are split into blocks of at most the negotiated block-size. A
+   * queued (not yet sent) block that is not full is topped up first, so writes that do
+   * not align with the block-size (a TLS record is 16,406 bytes: two 8 KiB blocks and a
+   * 22-byte one) do not spend a whole iq of the window on a sliver.
+   */
   write(bytes: Uint8Array): void {
     const s = this.state;
     if (s.name !== "open" || s.endRequested) throw new IbbError("closed", "bytestream is not open for writing");
     if (bytes.length === 0) return;
+    const last = s.queue[s.queue.length - 1];
+    if (last !== undefined && last.length < s.blockSize) {
+      const take = Math.min(s.blockSize - last.length, bytes.length);
+      const merged = new Uint8Array(last.length + take);
+      merged.set(last);
+      merged.set(bytes.subarray(0, take), last.length);
+      s.queue[s.queue.length - 1] = merged;
+      s.queuedBytes += take;
+      bytes = bytes.subarray(take);
+    }
     for (let o = 0; o < bytes.length; o += s.blockSize) {
       const chunk = bytes.subarray(o, Math.min(bytes.length, o + s.blockSize));
       s.queue.push(chunk);

@@ -298,6 +298,23 @@ test("core: flow control: window of unacknowledged iqs, acks held while paused",
   assert.equal(i.bufferedAmount, 30);
 });
 
+test("core: queued writes that do not align with the block-size are packed into full blocks (TLS records over IBB)", () => {
+  const i = mk("initiator", { blockSize: 8192, window: 1 });
+  const r = mk("responder", { blockSize: 8192 });
+  i.open();
+  relay(i, r);
+  // TLS 1.3 AES-GCM records of 16,406 bytes each; the window is full after the first block.
+  const records = [randomBytes(16406), randomBytes(16406), randomBytes(16406)];
+  for (const rec of records) i.write(rec);
+  assert.equal(i.bufferedAmount, 3 * 16406);
+  const ev = relay(i, r);
+  const sizes = ev.wire.map((w) => ibbChild(w)).filter((c) => c?.name === "data").map((c) => decodeIbbBase64(c?.getText() ?? "").length);
+  // 49,218 bytes: six full blocks and a 66-byte tail (not 3 x [8192, 8192, 22]).
+  assert.deepEqual(sizes, [8192, 8192, 8192, 8192, 8192, 8192, 66]);
+  const got = Buffer.concat(ev.b.flatMap((e) => (e.type === "data" ? [Buffer.from(e.data)] : [])));
+  assert.ok(got.equals(Buffer.concat(records)), "same bytes, same order");
+});
+
 test("core: iq timeout fails the stream and sends close", () => {
   const clock = new VirtualClock();
   const i = mk("initiator", { iqTimeoutMs: 1000 }, clock);
