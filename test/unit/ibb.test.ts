@@ -308,7 +308,7 @@ test("core: queued writes that do not align with the block-size are packed into 
   for (const rec of records) i.write(rec);
   assert.equal(i.bufferedAmount, 3 * 16406);
   const ev = relay(i, r);
-  const sizes = ev.wire.map((w) => ibbChild(w)).filter((c) => c?.name === "data").map((c) => decodeIbbBase64(c?.getText() ?? "").length);
+  const sizes = ev.wire.map((w) => ibbChild(w)).filter((c) => c?.name === "data").map((c) => decodeIbbBase64(c?.getText() ?? "")?.length ?? -1);
   // 49,218 bytes: six full blocks and a 66-byte tail (not 3 x [8192, 8192, 22]).
   assert.deepEqual(sizes, [8192, 8192, 8192, 8192, 8192, 8192, 66]);
   const got = Buffer.concat(ev.b.flatMap((e) => (e.type === "data" ? [Buffer.from(e.data)] : [])));
