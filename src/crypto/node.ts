@@ -140,10 +140,13 @@ export const nodeCrypto: CryptoProvider = {
   hkdfExpand(hash, prk, info, length) {
     // RFC 5869 Expand only: `prk` is already pseudorandom (an Extract output). node's
     // hkdfSync runs Extract too, so Expand is the RFC 5869 2.3 loop over node's HMAC.
+    // T(0) is empty, so the first block is HMAC(PRK, info | 0x01).
     const out = new Uint8Array(length);
-    let t = new Uint8Array(0);
+    let t: Buffer | undefined;
     for (let i = 1, o = 0; o < length; i++) {
-      t = new Uint8Array(createHmac(hash, prk).update(t).update(info).update(Uint8Array.of(i)).digest());
+      const h = createHmac(hash, prk);
+      if (t) h.update(t);
+      t = h.update(info).update(Uint8Array.of(i)).digest();
       out.set(t.subarray(0, Math.min(t.length, length - o)), o);
       o += t.length;
     }

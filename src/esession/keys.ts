@@ -39,10 +39,19 @@ export interface Suite {
 /** The modern suite's HKDF-Extract salt (docs/modern-suite.md). */
 export const MODERN_SALT = utf8("urn:xmpp-e2e:esession:x25519:1");
 
+/** The UTF-8 bytes of each key-schedule label, encoded once (the labels are constants). */
+const labels = new Map<string, Uint8Array>();
+
+function label(s: string): Uint8Array {
+  let b = labels.get(s);
+  if (!b) labels.set(s, (b = utf8(s)));
+  return b;
+}
+
 /** The modern suite (x25519) expands keys with HKDF; the 2007 suites with HMAC(K, label). */
-function expand(c: CryptoProvider, s: Suite, k: Uint8Array, label: string): Uint8Array {
-  if (s.group === "x25519") return c.hkdfExpand(s.hash, k, utf8(label), HASH_BYTES[s.hash]);
-  return c.hmac(s.hash, k, utf8(label));
+function expand(c: CryptoProvider, s: Suite, k: Uint8Array, text: string): Uint8Array {
+  if (s.group === "x25519") return c.hkdfExpand(s.hash, k, label(text), HASH_BYTES[s.hash]);
+  return c.hmac(s.hash, k, label(text));
 }
 
 /** A DH value as it enters hashes and MACs: an mpi for MODP, the raw 32 bytes for X25519. */
@@ -281,12 +290,12 @@ export function retainedSecretHash(c: CryptoProvider, s: Suite, nonceA: Uint8Arr
 
 /** HMAC(H, SRS, "Shared Retained Secret"): Bob's 'srshash'. */
 export function sharedRetainedSecretHash(c: CryptoProvider, s: Suite, srs: Uint8Array): Uint8Array {
-  return c.hmac(s.hash, srs, utf8("Shared Retained Secret"));
+  return c.hmac(s.hash, srs, label("Shared Retained Secret"));
 }
 
 /** HMAC(H, K, "New Retained Secret"). */
 export function newRetainedSecret(c: CryptoProvider, s: Suite, k: Uint8Array): Uint8Array {
-  return c.hmac(s.hash, k, utf8("New Retained Secret"));
+  return c.hmac(s.hash, k, label("New Retained Secret"));
 }
 
 const SAS_DIGITS = "acdefghikmopqruvwxy123456789";
@@ -296,7 +305,7 @@ const SAS_DIGITS = "acdefghikmopqruvwxy123456789";
  * significant digit first; padded with 'a' to 5 characters in the spec profile (row 10).
  */
 export function sas28x5(c: CryptoProvider, p: Profile, macA: Uint8Array, formB: string): string {
-  const h = c.hash("sha256", macA, utf8(formB), utf8("Short Authentication String"));
+  const h = c.hash("sha256", macA, utf8(formB), label("Short Authentication String"));
   let n = ((h[h.length - 3] ?? 0) << 16) | ((h[h.length - 2] ?? 0) << 8) | (h[h.length - 1] ?? 0);
   let out = "";
   while (n > 0) {
