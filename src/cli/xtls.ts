@@ -34,6 +34,8 @@ import {
   XtlsClient,
   XtlsDiscovery,
   XtlsError,
+  fetchAndPinPeerCertificate,
+  servePubkeys,
   generateIdentity,
   loadIdentity,
   receiveFile,
@@ -281,6 +283,13 @@ export async function run(argv: string[], io: XtlsCliIo = defaultIo): Promise<nu
     }
     io.err(`${tunnel.peer}: ${describe(tunnel)}\n`);
     const stream = await openE2eStream(tunnel, self);
+    // Draft section 5.1: after an SRP session both sides exchange certificates over the
+    // encrypted stream and pin them, so the next session is plain pinned x509.
+    servePubkeys(stream, identity);
+    if (tunnel.method === "srp") {
+      const fp = await fetchAndPinPeerCertificate(stream, trust);
+      io.err(`pinned ${bareJid(tunnel.peer)}'s certificate ${fp.algo} ${fp.value}; later sessions use x509 without the password\n`);
+    }
     io.err("end-to-end stream open; type messages, /quit to leave\n");
     stream.onStanza((s) => {
       if (s.name === "message") {

@@ -464,3 +464,65 @@ test("CLI: a peer that does not advertise XTLS (caps/disco#info) gets the downgr
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("CLI --srp: the shared password is prompted for (never echoed or logged), the tunnel is TLS-SRP, certificates are pinned for the next x509 session; a wrong password fails", async () => {
+  const { mkdtempSync, rmSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const { tmpdir } = await import("node:os");
+  const { run } = await import("../../src/cli/xtls.js");
+  const dir = mkdtempSync(join(tmpdir(), "xtls-cli-srp-"));
+  const common = ["--service", prosody.service];
+  /** One chat: juliet waits, romeo says one line and quits; returns both transcripts. */
+  const chat = async (tag: string, jPw: string | undefined, rPw: string | undefined) => {
+    const mkIo = (pw: string | undefined, lines: AsyncIterable<string>) => {
+      const out: string[] = [];
+      const err: string[] = [];
+      const prompts: string[] = [];
+      return { out, err, prompts, io: { out: (s: string) => void out.push(s), err: (s: string) => void err.push(s), secret: (p: string) => (prompts.push(p), Promise.resolve(pw ?? "")), lines: () => lines } };
+    };
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((res) => (release = res));
+    const j = mkIo(jPw, (async function* () {
+      await new Promise(() => undefined);
+    })());
+    const r = mkIo(rPw, (async function* () {
+      yield `hello over ${tag}`;
+      await gate;
+      yield "/quit";
+    })());
+    const srp = (pw: string | undefined) => (pw === undefined ? [] : ["--srp"]);
+    const jRun = run(["chat", "--jid", `juliet@localhost/srp-${tag}`, "--password", "pw-j", "--dir", join(dir, "j"), ...srp(jPw), ...common], j.io);
+    await new Promise((res) => setTimeout(res, 700));
+    const rRun = run(["chat", "--jid", "romeo@localhost/srp", "--password", "pw-r", "--dir", join(dir, `r`), "--to", `juliet@localhost/srp-${tag}`, ...srp(rPw), ...common], r.io);
+    for (let k = 0; k < 300 && !j.out.join("").includes(`hello over ${tag}`) && !r.err.join("").includes("xtls:"); k++) await new Promise((res) => setTimeout(res, 20));
+    release();
+    const rc = await rRun;
+    const jc = await Promise.race([jRun, new Promise<number>((res) => setTimeout(() => res(-1), 5000))]);
+    return { rc, jc, j, r };
+  };
+  try {
+    const first = await chat("a", "tinned-peaches", "tinned-peaches");
+    assert.equal(first.rc, 0, first.r.err.join(""));
+    assert.equal(first.jc, 0, first.j.err.join(""));
+    assert.match(first.r.err.join(""), /secured with srp/);
+    assert.match(first.r.err.join(""), /pinned juliet@localhost's certificate/);
+    assert.match(first.j.err.join(""), /pinned romeo@localhost's certificate/);
+    assert.match(first.r.prompts.join(""), /password shared with juliet@localhost\/srp-a \(TLS-SRP\)/);
+    assert.ok(![...first.r.err, ...first.j.err, ...first.r.out, ...first.j.out].join("").includes("tinned-peaches"), "the password is never printed");
+    assert.match(first.j.out.join(""), /hello over a/);
+    // Second session, same devices, no password: pinned x509 (no leap of faith needed).
+    const second = await chat("b", undefined, undefined);
+    assert.equal(second.rc, 0, second.r.err.join(""));
+    assert.match(second.r.err.join(""), /secured with x509/);
+    assert.doesNotMatch(second.r.err.join(""), /not verified/);
+    // Wrong password on fresh devices: the handshake fails, the session ends with security-error.
+    rmSync(join(dir, "j"), { recursive: true, force: true });
+    rmSync(join(dir, "r"), { recursive: true, force: true });
+    const wrong = await chat("c", "tinned-peaches", "tinned-pears");
+    assert.equal(wrong.rc, 1);
+    assert.match(wrong.r.err.join(""), /xtls: (tls-failure|terminated|peer-unverified)/);
+    assert.doesNotMatch(wrong.j.out.join(""), /hello over c/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
