@@ -23,6 +23,8 @@ import { value } from "../forms/codec.js";
 import { StoreError, type Store } from "../store/types.js";
 import { newThreadId } from "../thread/index.js";
 import { DiscoResponder } from "../disco/responder.js";
+import { getLimits } from "../limits.js";
+import { busyErrorStanza, PendingNegotiations } from "../negotiation/admission.js";
 import { deepClone, el, type Element, NS } from "../xml/index.js";
 import { toHex } from "../core/bytes.js";
 import { parseJid } from "../core/types.js";
@@ -246,7 +248,10 @@ export interface RecoveryOptions {
 export interface OfflineConfig {
   /** Where our one-time option secrets and the replay set live. */
   readonly store: OfflineStore;
-  /** How many one-time option sets to keep published (default 10). */
+  /**
+   * How many one-time option sets to keep published (default 10; at most the limit
+   * maxOfflineOneTimeValues, 32 by default: the constructor throws a RangeError otherwise).
+   */
   readonly count?: number;
   /** Lifetime of each set (XEP-0187 7.2: "not too long after she expects to be online again"; default 7 days). */
   readonly lifetimeMs?: number;
@@ -324,6 +329,15 @@ export class SecureClient {
     | undefined;
   /** The negotiated XEP-0155 logging of each established session (for the XEP-0334 hints). */
   private readonly logging = new WeakMap<ESession, string>();
+  /**
+   * Admission control (src/negotiation/admission.ts, docs/security.md "Limits"): at most
+   * maxPendingNegotiationsPerPeer negotiations per bare JID and maxPendingNegotiations in
+   * all, ours and the peers', keyed by the peer's full JID (one negotiation per full JID,
+   * as `sessions` holds). A request over a limit is refused before any DH work.
+   */
+  private readonly admission = new PendingNegotiations();
+  /** Which session holds each admission key (a re-request from the same JID takes it over). */
+  private readonly admittedBy = new Map<string, ESession>();
 
   constructor(private readonly o: SecureClientOptions) {
     this.crypto = o.crypto ?? nodeCrypto;
@@ -331,6 +345,9 @@ export class SecureClient {
     this.clock = o.clock ?? systemClock;
     this.timers = o.timers ?? systemTimers;
     this.policy = { ...DEFAULT_POLICY, ...o.policy };
+    const count = o.offline?.count;
+    if (count !== undefined && (!Number.isSafeInteger(count) || count < 1 || count > getLimits().maxOfflineOneTimeValues))
+      throw new RangeError(`offline.count must be an integer from 1 to maxOfflineOneTimeValues (${getLimits().maxOfflineOneTimeValues})`);
     this.disco = new DiscoResponder({ jid: o.connection.jid, crypto: this.crypto, capsNode: CAPS_NODE });
     if (o.devices) {
       this.dev = {
@@ -374,6 +391,16 @@ export class SecureClient {
     const account = bareJid(this.jid);
     await this.expireRetained();
     const retained = await this.o.store.list(account, bareJid(peer));
+    // Our own negotiations count against the same limits as the peers' (docs/security.md
+    // "Limits"); checked after the awaits so that nothing can run between it and the binding.
+    // ESessionError has no resource-constraint condition (src/esession is not ours):
+    // not-acceptable is also what the core reports when the peer refuses us as busy.
+    this.sweepAdmissions();
+    const admitted = this.admission.admit(peer, peer);
+    if (admitted !== "admitted") {
+      const which = admitted === "peer-limit" ? "with this account (maxPendingNegotiationsPerPeer)" : "(maxPendingNegotiations)";
+      throw new ESessionError("not-acceptable", `too many negotiations pending ${which}`);
+    }
     const s = ESession.initiate({
       crypto: this.crypto,
       random: this.random,
@@ -389,6 +416,7 @@ export class SecureClient {
       ...(this.o.verifier ? { verifier: this.o.verifier } : {}),
     });
     this.sessions.set(peer, s);
+    this.admittedBy.set(peer, s);
     this.heldSecrets.set(s, retained.length);
     const done = new Promise<Established>((resolve, reject) => this.waiters.set(s, { resolve, reject }));
     await this.pump(s);
@@ -569,7 +597,10 @@ export class SecureClient {
     const expired = await c.store.expire(account, this.clock.now());
     for (const id of expired) await this.iq(retractIq(this.newId(), node, id)).catch(() => undefined);
     const held = await c.store.list(account);
-    const count = c.count ?? DEFAULT_OFFLINE_COUNT;
+    // At most maxOfflineOneTimeValues sets (docs/security.md "Limits"): each is a stored
+    // secret and a PEP item. The constructor refuses a larger `count`; the clamp covers
+    // limits lowered by configureLimits() afterwards.
+    const count = Math.min(c.count ?? DEFAULT_OFFLINE_COUNT, getLimits().maxOfflineOneTimeValues);
     let published = 0;
     for (let i = held.length; i < count; i++) {
       const { x, secret } = createOfflineOptions({
@@ -1163,13 +1194,36 @@ export class SecureClient {
       await this.o.connection.send(el("message", { to: from, type: "error" }, el("thread", {}, thread), e));
       return;
     }
+    // XEP-0210 4.4 (docs/security.md "Expensive work only after cheap checks"): a request is
+    // unauthenticated and answering it costs a DH key generation, so it is admitted first
+    // (per bare JID and in total) and refused with <resource-constraint/> (wait) otherwise,
+    // before any store lookup or DH work. A re-request from the same full JID replaces its
+    // pending negotiation and keeps its admission.
+    this.sweepAdmissions();
+    const fresh = !this.admission.has(peer);
+    if (this.admission.admit(peer, peer) !== "admitted") {
+      // RFC 6120 8.3.1: an error stanza is never answered with an error.
+      if (stanza.attrs.type !== "error") this.queueSend(busyErrorStanza(stanza));
+      return;
+    }
+    let bound = false;
+    try {
+      bound = await this.respondTo(stanza, peer, thread);
+    } finally {
+      // Nothing took the admission (store failure, or we keep our own request): give it back.
+      if (fresh && !bound) this.admission.release(peer);
+    }
+  }
+
+  /** answer() once admitted: the ESession responder; true if a session now holds the admission. */
+  private async respondTo(stanza: Element, peer: FullJid, thread: string): Promise<boolean> {
     const old = this.sessions.get(peer);
     // Both devices asked at once (a fan-out on each side): the request of the smaller full
     // JID wins. We keep ours and ignore theirs (they answer ours), or we drop ours and answer
     // theirs, and whoever waits for ours is served by the session we answer.
     let inherited: Waiter | undefined;
     if (old && !old.isActive && old.stateKind !== "terminated" && old.offlineRole === undefined && this.waiters.has(old)) {
-      if (this.jid < peer) return;
+      if (this.jid < peer) return false;
       inherited = this.waiters.get(old);
       this.waiters.delete(old);
     }
@@ -1197,9 +1251,25 @@ export class SecureClient {
       stanza,
     );
     this.sessions.set(peer, s);
+    this.admittedBy.set(peer, s);
     this.heldSecrets.set(s, retained.length);
     if (inherited) this.waiters.set(s, inherited);
     await this.pump(s);
+    return true;
+  }
+
+  /**
+   * Gives back the admission of every negotiation that is over: established, failed,
+   * terminated or timed out, or replaced in `sessions` (a re-request, an offline session,
+   * a device that went away). Run after each pump and before each admission decision.
+   */
+  private sweepAdmissions(): void {
+    for (const [key, s] of [...this.admittedBy]) {
+      const negotiating = !s.isActive && s.stateKind !== "terminated" && s.stateKind !== "awaiting-terminate-ack";
+      if (negotiating && this.sessions.get(key) === s) continue;
+      this.admittedBy.delete(key);
+      this.admission.release(key);
+    }
   }
 
   private async expireRetained(): Promise<void> {
@@ -1240,6 +1310,7 @@ export class SecureClient {
       } else await this.onEvent(s, out.event);
     }
     if (s.stateKind === "terminated" && this.sessions.get(s.peer) === s) this.sessions.delete(s.peer);
+    this.sweepAdmissions();
     this.arm();
     await this.outbound;
   }
