@@ -884,7 +884,9 @@ export async function archiveFor(client: SecureClient, account: string, opts: Ar
   const dir = resolve(opts.dir ?? defaultArchiveDir(io.env));
   const paths = archivePaths(dir, acct);
   const { key, info } = await loadArchiveKey(paths.keyFile, acct, io, opts.passphrase);
-  const notice = opts.notice ?? ((l: string) => io.out(l));
+  const say = opts.notice ?? ((l: string) => io.out(l));
+  // After the client's other listeners of the same event: "encrypted session with X" first.
+  const notice = (l: string): void => queueMicrotask(() => say(l));
   let cache: SqliteArchiveCache;
   try {
     cache = openSqliteArchiveCache(opts.cache ?? paths.cache);
