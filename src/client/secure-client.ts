@@ -31,8 +31,8 @@ import { parseJid } from "../core/types.js";
 import { type Audience, nodeFor, offlineInitOf, parseOfflineInit, parseOfflineOptions, NODE_EVERYONE, NODE_SUBSCRIBERS } from "../offline/codec.js";
 import { OfflineError } from "../offline/errors.js";
 import { errorCondition, itemsIq, parseItems, publishIq, retractIq } from "../offline/pep.js";
-import { acceptOfflineSession, createOfflineOptions, destroySecret, startOfflineSession, verifyOfflineOptions } from "../offline/session.js";
-import type { OfflineStore } from "../store/offline.js";
+import { acceptOfflineSession, createOfflineOptions, destroySecret, type OfflineSecret, startOfflineSession, verifyOfflineOptions } from "../offline/session.js";
+import { LEGACY_OFFERED_CRYPT_ALGS, LEGACY_OFFERED_HASH_ALGS, type OfflineStore, type StoredOfflineSecret } from "../store/offline.js";
 import { buildInfoQuery, parseInfoResult } from "../disco/codec.js";
 import {
   addHints,
@@ -699,19 +699,24 @@ export class SecureClient {
     };
     if (!c || !peer || !thread) return refuse("offline sessions are not configured");
     const account = bareJid(this.jid);
-    let secret;
-    let init;
+    // The set's nonce is public (it is the PEP item id), so anyone who can read our options
+    // can name it in a junk <init/>. Nothing is consumed or recorded until the init has
+    // passed every check, the sender's identity (M_B and signature) included; then the set
+    // is taken atomically (exactly once: of two verified inits naming it, one gets it).
+    let candidate: OfflineSecret | undefined;
+    let used: StoredOfflineSecret | undefined;
+    let s: ESession | undefined;
     try {
-      init = parseOfflineInit(x);
-      secret = await c.store.take(account, toHex(init.response.nonce));
-      if (!secret) throw new OfflineError("unknown-options", "the options were used or never ours");
-      // XEP-0187 6.1: refuse a d or N_B seen before (the one-time set makes this belt and braces).
-      const fresh = await Promise.all([
-        c.store.markSeen(account, `d:${toHex(this.crypto.hash("sha256", init.response.dhkeys))}`, this.clock.now()),
-        c.store.markSeen(account, `n:${toHex(init.response.myNonce)}`, this.clock.now()),
-      ]);
-      if (!fresh.every(Boolean)) throw new OfflineError("replayed", "d or my_nonce seen before");
-      const s = acceptOfflineSession({
+      const init = parseOfflineInit(x);
+      const setId = toHex(init.response.nonce);
+      const held = await c.store.get(account, setId);
+      if (!held) throw new OfflineError("unknown-options", "the options were used or never ours");
+      candidate = {
+        ...held,
+        cryptAlgs: held.cryptAlgs ?? LEGACY_OFFERED_CRYPT_ALGS,
+        hashAlgs: held.hashAlgs ?? LEGACY_OFFERED_HASH_ALGS,
+      };
+      s = acceptOfflineSession({
         crypto: this.crypto,
         random: this.random,
         clock: this.clock,
@@ -719,11 +724,21 @@ export class SecureClient {
         peer,
         thread: thread as ThreadId,
         init,
-        secret,
+        secret: candidate,
         policy: this.policy,
         ...(this.o.verifier ? { verifier: this.o.verifier } : {}),
         allowUnauthenticated: c.allowUnauthenticated ?? false,
       });
+      // XEP-0187 3.4 "destroy in a secure way": the one-time set is used now, once.
+      used = await c.store.take(account, setId);
+      if (!used) throw new OfflineError("unknown-options", "the options were used or never ours");
+      // XEP-0187 6.1: refuse a d or N_B seen before (the one-time set makes this belt and
+      // braces). Recorded only for a verified init: a junk one cannot pre-empt a real one.
+      const fresh = await Promise.all([
+        c.store.markSeen(account, `d:${toHex(this.crypto.hash("sha256", init.response.dhkeys))}`, this.clock.now()),
+        c.store.markSeen(account, `n:${toHex(init.response.myNonce)}`, this.clock.now()),
+      ]);
+      if (!fresh.every(Boolean)) throw new OfflineError("replayed", "d or my_nonce seen before");
       const old = this.sessions.get(peer);
       if (old?.isActive) old.terminate();
       if (old) await this.pump(old);
@@ -732,15 +747,21 @@ export class SecureClient {
       s.handleStanza(stanza);
       await this.pump(s);
     } catch (e) {
+      // A verified session that was not installed (the set was gone, a replay): its keys go.
+      if (s && this.sessions.get(peer) !== s) {
+        s.terminate();
+        s.drain();
+      }
       if (!(e instanceof OfflineError) && !(e instanceof ESessionError)) throw e;
       refuse(e.condition);
     } finally {
-      if (secret) destroySecret(secret);
+      if (candidate) destroySecret(candidate);
+      if (used) for (const p of used.pairs) p.x.fill(0);
     }
-    if (secret) {
+    if (used) {
       // One-time: the used set leaves PEP and a fresh one replaces it.
       const node = nodeFor(c.audience ?? "subscribers");
-      void this.iq(retractIq(this.newId(), node, secret.id))
+      void this.iq(retractIq(this.newId(), node, used.id))
         .catch(() => undefined)
         .then(() => this.publishOfflineOptions())
         .then((published) => this.emit({ type: "offline-options", published, used: 1, expired: 0 }))

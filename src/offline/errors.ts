@@ -17,6 +17,12 @@ export type OfflineCondition =
   | "unsigned"
   /** We support none of the offered values of some field (XEP-0187 3.2). */
   | "unsupported"
+  /**
+   * The sender chose a value the publisher did not offer (XEP-0187 3.3: Bob's form is an
+   * XEP-0116 response, whose every value is chosen from Alice's options; XEP-0116 answers
+   * such a response with not-acceptable).
+   */
+  | "not-offered"
   /** The peer has published no usable options. */
   | "no-options"
   /** The offline `<init/>` form is malformed. */
@@ -37,6 +43,7 @@ const MAP: Record<OfflineCondition, OfflineStanzaCondition> = {
   expired: "not-acceptable",
   unsigned: "not-acceptable",
   unsupported: "feature-not-implemented",
+  "not-offered": "not-acceptable",
   "no-options": "item-not-found",
   "bad-init": "bad-request",
   "unknown-options": "item-not-found",

@@ -62,6 +62,9 @@ export interface OfflineSecret {
   /** The offered stanza kinds and logging values (what a sender may choose from). */
   readonly stanzas: readonly string[];
   readonly logging: readonly string[];
+  /** The offered crypt_algs and hash_algs (a sender's choice must be one of them). */
+  readonly cryptAlgs: readonly string[];
+  readonly hashAlgs: readonly string[];
 }
 
 export interface OfflineParams {
@@ -112,7 +115,17 @@ export function createOfflineOptions(
   const signs = p.identity ? [p.identity.sign(signed)] : [];
   return {
     x: signedOptions(content, signs),
-    secret: { id: toHex(nonce), nonce, pairs, createdAt: now, expiresAt, stanzas, logging: policy.logging },
+    secret: {
+      id: toHex(nonce),
+      nonce,
+      pairs,
+      createdAt: now,
+      expiresAt,
+      stanzas,
+      logging: policy.logging,
+      cryptAlgs: content.cryptAlgs,
+      hashAlgs: content.hashAlgs,
+    },
   };
 }
 
@@ -261,7 +274,11 @@ export interface AcceptOfflineParams extends OfflineParams {
   readonly peer: FullJid;
   readonly thread: ThreadId;
   readonly init: ParsedOfflineInit;
-  /** The secret of the options the init names (already taken out of the store). */
+  /**
+   * The secret of the options the init names, read from the store but NOT yet used: the
+   * caller takes it (atomically) only once this function returned a verified session, so
+   * a junk init naming the public nonce cannot burn the options (SecureClient.acceptOffline).
+   */
   readonly secret: OfflineSecret;
   readonly verifier?: KeyVerifier & { accept?(key: PeerKey): boolean };
   /** Accept a sender that identified with 'none' (no identity key). */
@@ -269,7 +286,9 @@ export interface AcceptOfflineParams extends OfflineParams {
 }
 
 /**
- * Publisher, back online: accepts an offline ESession (XEP-0187 3.4). Throws OfflineError
+ * Publisher, back online: accepts an offline ESession (XEP-0187 3.4). Every check is made
+ * here, cheap ones first (expiry, nonce, options offered, DH range), then the DH and the
+ * sender's identity (M_B, then its signature); nothing is consumed. Throws OfflineError
  * when it cannot; the caller then drops the stanza "without sending an error" to the
  * session (it still tells its user and may tell the sender's client, see SecureClient).
  */
@@ -286,6 +305,12 @@ export function acceptOfflineSession(p: AcceptOfflineParams): ESession {
   const hash = r.hashAlgs as HashAlg;
   if (!(cipher in CIPHER_KEY_BYTES) || !SUPPORTED_CIPHERS.includes(cipher) || !SUPPORTED_HASHES.includes(hash))
     throw new OfflineError("unsupported", "crypt_algs/hash_algs");
+  // XEP-0187 3.3: Bob's values are chosen from Alice's published options (an XEP-0116
+  // response). Supported is not enough: a publisher whose policy left out a cipher or hash
+  // must not get a session with it (a downgrade by a sender, or by whoever rewrote its form
+  // before the identity check would have caught it).
+  if (!secret.cryptAlgs.includes(cipher)) throw new OfflineError("not-offered", "crypt_algs");
+  if (!secret.hashAlgs.includes(hash)) throw new OfflineError("not-offered", "hash_algs");
   if (r.security !== "e2e" || r.disclosure !== "never" || r.compress !== "none" || !SUPPORTED_VERSIONS.includes(r.ver))
     throw new OfflineError("unsupported", "fixed options");
   if (!secret.logging.includes(r.logging)) throw new OfflineError("unsupported", "logging");

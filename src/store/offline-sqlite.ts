@@ -37,6 +37,9 @@ interface Body {
   expiresAt: number;
   stanzas: string[];
   logging: string[];
+  /** Absent in bodies written before they were kept (the reader applies LEGACY_OFFERED_*). */
+  cryptAlgs?: string[];
+  hashAlgs?: string[];
 }
 
 function encode(s: StoredOfflineSecret): string {
@@ -47,6 +50,8 @@ function encode(s: StoredOfflineSecret): string {
     expiresAt: s.expiresAt,
     stanzas: [...s.stanzas],
     logging: [...s.logging],
+    ...(s.cryptAlgs ? { cryptAlgs: [...s.cryptAlgs] } : {}),
+    ...(s.hashAlgs ? { hashAlgs: [...s.hashAlgs] } : {}),
   };
   return JSON.stringify(b);
 }
@@ -68,6 +73,8 @@ function decode(id: string, text: string): StoredOfflineSecret {
     expiresAt: b.expiresAt,
     stanzas: b.stanzas,
     logging: b.logging,
+    ...(b.cryptAlgs ? { cryptAlgs: b.cryptAlgs } : {}),
+    ...(b.hashAlgs ? { hashAlgs: b.hashAlgs } : {}),
   };
 }
 
@@ -75,6 +82,7 @@ export function openSqliteOfflineStore(path: string): OfflineStore {
   const db = openDatabaseFile(path, "open offline store", SCHEMA);
   const put = db.prepare("INSERT OR REPLACE INTO offline_secrets (account, id, body, expires_at) VALUES (?, ?, ?, ?)");
   const list = db.prepare("SELECT id, expires_at FROM offline_secrets WHERE account = ?");
+  const get = db.prepare("SELECT body FROM offline_secrets WHERE account = ? AND id = ?");
   const take = db.prepare("DELETE FROM offline_secrets WHERE account = ? AND id = ? RETURNING body");
   const seen = db.prepare("INSERT OR IGNORE INTO offline_seen (account, k, seen_at) VALUES (?, ?, ?)");
   const expire = db.prepare("DELETE FROM offline_secrets WHERE account = ? AND expires_at <= ? RETURNING id");
@@ -95,6 +103,15 @@ export function openSqliteOfflineStore(path: string): OfflineStore {
       } catch (e) {
         throw toStoreError("list", e);
       }
+    },
+    async get(account: Jid, id: string) {
+      let row: { body: string } | undefined;
+      try {
+        row = get.get(account, id) as { body: string } | undefined;
+      } catch (e) {
+        throw toStoreError("get", e);
+      }
+      return row ? decode(id, row.body) : undefined;
     },
     async take(account: Jid, id: string) {
       let row: { body: string } | undefined;

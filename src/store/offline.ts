@@ -21,12 +21,34 @@ export interface StoredOfflineSecret {
   readonly expiresAt: number;
   readonly stanzas: readonly string[];
   readonly logging: readonly string[];
+  /**
+   * The offered crypt_algs / hash_algs. Absent in sets stored before they were kept (SQLite:
+   * not in the JSON body; PostgreSQL: NULL, the default of schema version 5's columns):
+   * the reader then applies {@link LEGACY_OFFERED_CRYPT_ALGS} / {@link LEGACY_OFFERED_HASH_ALGS}.
+   * Stores return exactly what was put.
+   */
+  readonly cryptAlgs?: readonly string[];
+  readonly hashAlgs?: readonly string[];
 }
+
+/**
+ * What a set stored before its offered algorithms were recorded allows: every cipher and
+ * hash the code accepted when it was written (any one we supported). Fixed history, not
+ * tied to today's list; such sets expire within their lifetime (7 days by default).
+ */
+export const LEGACY_OFFERED_CRYPT_ALGS: readonly string[] = Object.freeze(["aes256-ctr", "aes192-ctr", "aes128-ctr"]);
+export const LEGACY_OFFERED_HASH_ALGS: readonly string[] = Object.freeze(["sha256", "sha384", "sha512"]);
 
 export interface OfflineStore {
   put(account: Jid, secret: StoredOfflineSecret): Promise<void>;
   /** Ids and expiry of the sets still held (no secret bytes). */
   list(account: Jid): Promise<readonly { readonly id: string; readonly expiresAt: number }[]>;
+  /**
+   * A copy of the set `id` WITHOUT using it (undefined if unknown or used): the publisher
+   * verifies an offline start with it and only then calls `take`, so a junk start naming
+   * the (public) nonce cannot destroy the set. The caller wipes the copy.
+   */
+  get(account: Jid, id: string): Promise<StoredOfflineSecret | undefined>;
   /** Removes and returns the set `id` (undefined if unknown or already used). */
   take(account: Jid, id: string): Promise<StoredOfflineSecret | undefined>;
   /** Records a replay key; false when it was recorded before. */
@@ -37,7 +59,13 @@ export interface OfflineStore {
 }
 
 function copy(s: StoredOfflineSecret): StoredOfflineSecret {
-  return { ...s, nonce: s.nonce.slice(), pairs: s.pairs.map((p) => ({ group: p.group, x: p.x.slice() })) };
+  return {
+    ...s,
+    nonce: s.nonce.slice(),
+    pairs: s.pairs.map((p) => ({ group: p.group, x: p.x.slice() })),
+    ...(s.cryptAlgs ? { cryptAlgs: [...s.cryptAlgs] } : {}),
+    ...(s.hashAlgs ? { hashAlgs: [...s.hashAlgs] } : {}),
+  };
 }
 
 export class MemoryOfflineStore implements OfflineStore {
@@ -52,6 +80,10 @@ export class MemoryOfflineStore implements OfflineStore {
   async list(account: Jid): Promise<readonly { id: string; expiresAt: number }[]> {
     const prefix = `${account}\u0000`;
     return [...this.sets].filter(([k]) => k.startsWith(prefix)).map(([, s]) => ({ id: s.id, expiresAt: s.expiresAt }));
+  }
+  async get(account: Jid, id: string): Promise<StoredOfflineSecret | undefined> {
+    const s = this.sets.get(this.key(account, id));
+    return s ? copy(s) : undefined;
   }
   async take(account: Jid, id: string): Promise<StoredOfflineSecret | undefined> {
     const k = this.key(account, id);

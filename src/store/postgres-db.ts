@@ -228,6 +228,19 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX e2e_replay_by_age ON S.e2e_replay (seen_at);
     `,
   },
+  {
+    version: 5,
+    // XEP-0187 3.3: a sender's crypt_algs / hash_algs must be among those offered. Rows of
+    // earlier versions (and rows a process still running version-4 code inserts) get the
+    // default NULL: "not recorded", which the reader takes as what the code accepted when
+    // they were written (src/store/offline.ts LEGACY_OFFERED_*).
+    description: "XEP-0187 offered crypt_algs / hash_algs of each offline one-time set",
+    sql: `
+      ALTER TABLE S.offline_secrets
+        ADD COLUMN crypt_algs jsonb DEFAULT NULL,
+        ADD COLUMN hash_algs  jsonb DEFAULT NULL;
+    `,
+  },
 ];
 
 /** The schema version this code writes. */

@@ -1,6 +1,6 @@
 /**
  * The XEP-0187 offline store (./offline.ts) and the RFC 3923 replay cache (./replay.ts)
- * on PostgreSQL (schema versions 3 and 4 of ./postgres-db.ts), for several processes
+ * on PostgreSQL (schema versions 3, 4 and 5 of ./postgres-db.ts), for several processes
  * sharing one database.
  *
  * Spec: XEP-0187 v0.5 section 3.1 (the publisher "MUST store her value of N_A, all her
@@ -53,6 +53,9 @@ function toSecret(row: Row): StoredOfflineSecret {
     expiresAt: int(row["expires_at"], T),
     stanzas: strings(row["stanzas"]),
     logging: strings(row["logging"]),
+    // NULL: a set stored before schema version 5 (the reader applies LEGACY_OFFERED_*).
+    ...(row["crypt_algs"] === null ? {} : { cryptAlgs: strings(row["crypt_algs"]) }),
+    ...(row["hash_algs"] === null ? {} : { hashAlgs: strings(row["hash_algs"]) }),
   };
 }
 
@@ -61,7 +64,7 @@ export async function openPgOfflineStore(opts: PgStoreOptions): Promise<OfflineS
   const db = await PgDb.open(opts, "open PostgreSQL offline store");
   const t = `${db.s}.offline_secrets`;
   const seen = `${db.s}.offline_seen`;
-  const cols = "id, nonce, pairs, created_at, expires_at, stanzas, logging";
+  const cols = "id, nonce, pairs, created_at, expires_at, stanzas, logging, crypt_algs, hash_algs";
   return {
     async put(account: Jid, s: StoredOfflineSecret): Promise<void> {
       db.live();
@@ -73,10 +76,22 @@ export async function openPgOfflineStore(opts: PgStoreOptions): Promise<OfflineS
         // Putting an id again replaces the set (as the SQLite and memory stores do).
         await db.query(
           "put",
-          `INSERT INTO ${t} (account, ${cols}) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7::jsonb, $8::jsonb)
+          `INSERT INTO ${t} (account, ${cols}) VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7::jsonb, $8::jsonb, $9::jsonb, $10::jsonb)
            ON CONFLICT (account, id) DO UPDATE SET nonce = excluded.nonce, pairs = excluded.pairs,
-             created_at = excluded.created_at, expires_at = excluded.expires_at, stanzas = excluded.stanzas, logging = excluded.logging`,
-          [account, s.id, nonce, pairs, s.createdAt, s.expiresAt, JSON.stringify(s.stanzas), JSON.stringify(s.logging)],
+             created_at = excluded.created_at, expires_at = excluded.expires_at, stanzas = excluded.stanzas, logging = excluded.logging,
+             crypt_algs = excluded.crypt_algs, hash_algs = excluded.hash_algs`,
+          [
+            account,
+            s.id,
+            nonce,
+            pairs,
+            s.createdAt,
+            s.expiresAt,
+            JSON.stringify(s.stanzas),
+            JSON.stringify(s.logging),
+            s.cryptAlgs ? JSON.stringify(s.cryptAlgs) : null,
+            s.hashAlgs ? JSON.stringify(s.hashAlgs) : null,
+          ],
         );
       } finally {
         nonce.fill(0);
@@ -85,6 +100,12 @@ export async function openPgOfflineStore(opts: PgStoreOptions): Promise<OfflineS
     async list(account: Jid) {
       const r = await db.query("list", `SELECT id, expires_at FROM ${t} WHERE account = $1 ORDER BY expires_at, id COLLATE "C"`, [account]);
       return r.rows.map((row) => ({ id: str(row["id"], T), expiresAt: int(row["expires_at"], T) }));
+    },
+    async get(account: Jid, id: string) {
+      // A read only: the set stays until take() (the publisher verifies the start first).
+      const r = await db.query("get", `SELECT ${cols} FROM ${t} WHERE account = $1 AND id = $2`, [account, id]);
+      const row = r.rows[0];
+      return row === undefined ? undefined : toSecret(row);
     },
     async take(account: Jid, id: string) {
       // One statement: the row lock decides which of several concurrent takers gets it.
