@@ -53,12 +53,15 @@ commands:
       --auth M                 identify with our key: key, hash or none (default: key when
                                a key exists for --jid, see "keys create"; else none)
       --passphrase P           unlock a protected key (or XMPP_E2E_PASSPHRASE)
+      --archive                keep an encrypted history of sessions in which both sides allow
+                               logging (run "archive init" once first; see archive --help)
       --object                 RFC 3923 object encryption instead of a session
                                (with --cert, --key, --peer-cert: see object --help)
   vectors FILE         recompute an ESession vectors file (exit 1 on any mismatch)
       --profile P        gajim (default; every value) or spec (the shared values)
   keys ...             long-term signing keys: create, show, export, import (keys --help)
   trust ...            peers' keys: list, verify, petname, revoke (trust --help)
+  archive ...          encrypted history: init, export-key, import-key, list, show (archive --help)
   object ...           RFC 3923 object encryption: keygen, sign, encrypt, decrypt, verify, chat
   xtls ...             XTLS (TLS over Jingle): chat over an end-to-end stream, send-file, receive-file
   tui ...              the interactive terminal client: contacts, presence, SAS, alerts, files (tui --help)
@@ -236,6 +239,7 @@ async function chat(argv: string[]): Promise<number> {
       messages: { type: "string" },
       auth: { type: "string" },
       passphrase: { type: "string" },
+      archive: { type: "boolean", default: false },
     },
   });
   if (!values.jid) throw new UsageError("--jid is required");
@@ -281,6 +285,7 @@ async function chat(argv: string[]): Promise<number> {
     }
   }
   const known = await store.listPeerKeys(account);
+  const archiving = values.archive ? await import("./archive.js") : undefined;
   const client = new SecureClient({
     connection: conn,
     store,
@@ -297,8 +302,10 @@ async function chat(argv: string[]): Promise<number> {
       offerPubkey: withNone(auth === "none" ? [] : auth === "hash" ? ["hash", "key"] : ["key", "hash"], messages),
       // What we accept from the peer: 'hash' first when we hold (or fetched) its key.
       acceptPubkey: withNone(fetched.length > 0 ? ["hash", "key"] : ["key", "hash"], messages),
+      ...archiving?.ARCHIVE_POLICY,
     },
   });
+  const archive = await archiving?.archiveFor(client, account, { connection: conn, domain });
   const rl = createInterface({ input: process.stdin, output: process.stdout, terminal: Boolean(process.stdin.isTTY) });
   let peer = values.to;
   let pendingSas: string | undefined;
@@ -370,6 +377,7 @@ async function chat(argv: string[]): Promise<number> {
     }
   }
   rl.close();
+  await archive?.close();
   await client.close();
   await conn.close();
   await store.close();
@@ -407,6 +415,8 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import("./keys.js")).run(rest);
       case "trust":
         return await (await import("./trust.js")).run(rest);
+      case "archive":
+        return await (await import("./archive.js")).run(rest);
       case "object":
         return await (await import("./object.js")).run(rest);
       case "tui":
