@@ -207,6 +207,16 @@ interface OwnCandidate {
   readonly dstaddr: string;
 }
 
+/**
+ * Whether a stream's readable side has ended (push(null) happened), even if its consumer
+ * has not read up to the 'end' event yet. `readableEnded` is only true after 'end' was
+ * emitted, so the (long-stable) readable state's `ended` flag is consulted as well.
+ */
+function readableEnded(s: Duplex): boolean {
+  const state = (s as Duplex & { readonly _readableState?: { readonly ended?: boolean } })._readableState;
+  return s.readableEnded || state?.ended === true;
+}
+
 function srpUnavailable(): XtlsError {
   return new XtlsError("srp-unavailable", "no TLS-SRP implementation was given (XtlsOptions.srp: pass srpTlsOverDuplex from src/tls-srp); use x509 or pass it");
 }
@@ -696,6 +706,17 @@ export class XtlsClient {
       plain.on("error", (e: Error) => {
         if (ctx.endInfo === undefined)
           this.fail(ctx, new XtlsError("tls-failure", "invalid message on the TLS layer", undefined, { cause: e }));
+      });
+      // RFC 8446 section 6.1 / RFC 5246 section 7.2.1: the end of the data is signalled by
+      // close_notify. A bytestream that ends (an IBB <close/>) before the TLS layer read a
+      // close_notify is a truncation, "an invalid message on the TLS layer" (section 6):
+      // security-error, not a clean end. Checked before the TLS layer sees the transport's
+      // EOF (prepended listener), because it ends its readable side on EOF as well. A
+      // close_notify, read earlier from the same in-order bytestream, has already ended it.
+      // (A SOCKS5 socket is taken over natively by node:tls and emits no 'end' of its own.)
+      ibb.prependListener("end", () => {
+        if (ctx.endInfo === undefined && !readableEnded(plain))
+          this.fail(ctx, new XtlsError("tls-failure", "the bytestream ended without a TLS close_notify (truncation)"));
       });
     }
     ibb.on("error", (e: Error) => {

@@ -304,6 +304,36 @@ test("tampered TLS record after the handshake: the receiver terminates with secu
   teardown(s);
 });
 
+test("truncation: an IBB <close/> before the TLS close_notify ends with security-error, not a clean end (RFC 8446 6.1, draft section 6)", async () => {
+  const s = await setup({ leapOfFaith: () => true }, { leapOfFaith: () => true });
+  const ta = await s.alice.connect(B);
+  const tb = await s.incoming;
+  tb.socket.on("data", () => undefined);
+  ta.socket.write("delivered before the cut");
+  await new Promise((r) => setTimeout(r, 200));
+  const sid = s.wire.map((w) => ibbChild(w)).find((c) => c?.name === "open")?.attrs.sid as string;
+  // Mallory (the server) forges Alice's <close/> with no close_notify before it.
+  s.sb.inject(A, el("iq", { type: "set", id: "trunc", to: B }, el("close", { xmlns: NS_IBB, sid })));
+  const endB = await tb.ended;
+  assert.equal(endB.by, "local");
+  assert.equal(endB.reason?.condition, "security-error");
+  assert.equal(endB.error?.condition, "tls-failure");
+  assert.equal((await ta.ended).reason?.condition, "security-error");
+  teardown(s);
+});
+
+test("a clean close (close_notify both ways, then IBB <close/>) is still success after the truncation check", async () => {
+  const s = await setup({ leapOfFaith: () => true }, { leapOfFaith: () => true });
+  const ta = await s.alice.connect(B);
+  const tb = await s.incoming;
+  tb.socket.resume();
+  ta.socket.write("x".repeat(100_000));
+  await ta.close();
+  assert.equal((await tb.ended).reason?.condition, "success");
+  assert.equal((await ta.ended).reason?.condition, "success");
+  teardown(s);
+});
+
 test("a Jingle request for an unknown session gets <unknown-session/>; declined sessions end with <decline/>", async () => {
   const s = await setup({ leapOfFaith: () => true }, { acceptSession: () => false, leapOfFaith: () => true });
   const replies: Element[] = [];
