@@ -9,7 +9,7 @@
  * Stanzas are ltx Elements; nothing in this project builds XML by string concatenation.
  */
 import { Element, clone, escapeXML, escapeXMLText } from "ltx";
-import SaxLtxModule from "ltx/src/parsers/ltx.js";
+import SaxLtxModule from "ltx/lib/parsers/ltx.js";
 import { getLimits, type Limits } from "../limits.js";
 
 export { Element };
