@@ -17,6 +17,7 @@ import { elements, parseXml, serialize, type Element } from "../../src/xml/index
 import { errorCondition, ibbChild, IbbError } from "../../src/ibb/index.js";
 import { jingleChild, NS_JINGLE_ERRORS, parseJingle } from "../../src/jingle/index.js";
 import { nodeCrypto } from "../../src/crypto/node.js";
+import { SrpTlsError } from "../../src/tls-srp/index.js";
 import {
   MemoryTrustStore,
   XtlsClient,
@@ -318,13 +319,14 @@ export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise
 
 /**
  * What lies under an XtlsError: the TLS error code (e.g. ERR_SSL_..._BAD_RECORD_MAC, or
- * ERR_SSL_SSLV3_ALERT_... for an alert received from the peer), or `ibb:<condition>` when
- * the bytestream underneath failed.
+ * ERR_SSL_SSLV3_ALERT_... for an alert received from the peer), `srp:<alert>(sent|received)`
+ * from the TLS-SRP layer, or `ibb:<condition>` when the bytestream underneath failed.
  */
 export function tlsCode(e: unknown): string | undefined {
   let c: unknown = e;
   for (let i = 0; i < 4 && c instanceof Error; i++) {
     if (c instanceof IbbError) return `ibb:${c.condition}`;
+    if (c instanceof SrpTlsError) return `srp:${c.condition}(${c.origin})`;
     const code = (c as { code?: unknown }).code;
     if (typeof code === "string") return code;
     c = c.cause;
@@ -368,20 +370,26 @@ function conditionOf(s: Element): string {
   return jc?.name ?? errorCondition(s) ?? "?";
 }
 
-/** Who sent the first session-terminate, if anyone. */
+/** A stanza of one of the two parties (not injected, not from a third party). */
+function fromParty(r: Relayed): boolean {
+  return !r.injected && (r.from === ALICE || r.from === BOB);
+}
+
+/** Which party sent the first session-terminate, if one did. */
 export function firstTerminator(relayed: readonly Relayed[]): string | undefined {
-  const t = relayed.find((r) => attrOf(r.stanza, "type") === "set" && jingleAction(r.stanza) === "session-terminate");
+  const t = relayed.find((r) => fromParty(r) && attrOf(r.stanza, "type") === "set" && jingleAction(r.stanza) === "session-terminate");
   return t === undefined ? undefined : nameOf(t.from);
 }
 
 /**
  * IBB/Jingle error replies and session-terminates on the wire, in the order of first
- * appearance, up to the first session-terminate; after it only the replies to injected
- * stanzas (the teardown's own item-not-found replies depend on what was in flight).
+ * appearance, up to the first session-terminate of a party; after it only the replies to
+ * the attacker's stanzas (the teardown's own item-not-found replies depend on what was in
+ * flight). A terminate the attacker sent is listed but does not close the window.
  */
 export function wireEvents(relayed: readonly Relayed[]): string[] {
   const kindOfId = new Map<string, "ibb" | "jingle">();
-  const injectedIds = new Set<string>();
+  const attackerIds = new Set<string>();
   const out: string[] = [];
   let ended = false;
   const add = (s: string): void => {
@@ -392,19 +400,19 @@ export function wireEvents(relayed: readonly Relayed[]): string[] {
     const id = attrOf(s, "id");
     const type = attrOf(s, "type");
     if (s.name === "iq" && type === "set" && id !== undefined) {
-      if (r.injected) injectedIds.add(id);
+      if (!fromParty(r)) attackerIds.add(id);
       if (ibbChild(s) !== undefined) kindOfId.set(id, "ibb");
       const j = jingleChild(s);
       if (j !== undefined) {
         kindOfId.set(id, "jingle");
-        if (attrOf(j, "action") === "session-terminate" && !ended) {
+        if (attrOf(j, "action") === "session-terminate" && (!ended || !fromParty(r))) {
           const p = parseJingle(j);
-          add(`${nameOf(r.from)}:terminate(${p.ok ? (p.value.reason?.condition ?? "-") : "?"})`);
-          ended = true;
+          add(`${fromParty(r) ? "" : "forged-"}${nameOf(r.from)}:terminate(${p.ok ? (p.value.reason?.condition ?? "-") : "?"})`);
+          if (fromParty(r)) ended = true;
         }
       }
     }
-    if (type === "error" && s.name === "iq" && (!ended || (id !== undefined && injectedIds.has(id)))) {
+    if (type === "error" && s.name === "iq" && (!ended || (id !== undefined && attackerIds.has(id)))) {
       const kind = id === undefined ? undefined : kindOfId.get(id);
       add(`${nameOf(r.from)}:${kind ?? "iq"}-error(${conditionOf(s)})`);
     }
