@@ -536,10 +536,6 @@ xcase("method downgrade srp->none in the security-info", { expect: "alice:termin
 
 // ---------------------------------------------------------------- TLS (draft section 6)
 
-const TRUNCATION_TODO =
-  "src/xtls/client.ts makeTunnel: an IBB <close/> (or end of the bytestream) before the TLS close_notify is taken as a clean end: " +
-  "Bob's application reads EOF and neither side terminates the Jingle session (both tunnels stay open); it must end with security-error";
-
 /** Who terminated with which reason, and how each tunnel ended (reason only). */
 async function truncationOutcome(r: XtlsRun): Promise<string> {
   const terms = wireEvents(r.relayed).filter((e) => e.includes(":terminate("));
@@ -623,7 +619,7 @@ for (const version of ["TLSv1.2", "TLSv1.3"] as const) {
   // rather than a clean end of the application stream.
   xcase(
     `tls (${version}): truncation: IBB <close/> forged from Alice without close_notify`,
-    { expect: "bob:terminate(security-error) alice:security-error bob:security-error delivered:1", delivers: true, runOptions: v, focus: truncationOutcome, todo: TRUNCATION_TODO },
+    { expect: "bob:terminate(security-error) alice:security-error bob:security-error delivered:1", delivers: true, runOptions: v, focus: truncationOutcome },
     async (r) => {
       const { ta } = await r.establish();
       ta.socket.write(SECRET);
@@ -636,7 +632,7 @@ for (const version of ["TLSv1.2", "TLSv1.3"] as const) {
 
   xcase(
     `tls (${version}): truncation in the middle of a record (blocks after the second dropped, then <close/>)`,
-    { expect: "bob:terminate(security-error) alice:security-error bob:security-error delivered:0", runOptions: v, focus: truncationOutcome, todo: TRUNCATION_TODO },
+    { expect: "bob:terminate(security-error) alice:security-error bob:security-error delivered:0", runOptions: v, focus: truncationOutcome },
     async (r) => {
       const { ta } = await r.establish();
       let n = 0;
