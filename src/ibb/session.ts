@@ -26,6 +26,14 @@
  * the wiring apply backpressure. Inbound, while the application is not reading
  * (`pauseReading()`), acknowledgements are held back, so a well-behaved sender slows down
  * too. In message mode there are no acknowledgements: chunks go out at once.
+ *
+ * Limits (../limits.ts, docs/security.md "Limits"; XEP-0210 v0.3 section 4.4): what a peer
+ * makes us hold while reading is paused (the data not read plus the acknowledgements held
+ * back) is at most `ibbWindowBytes`; the packet that would exceed it is refused with
+ * <resource-constraint/> of type 'wait' (RFC 6120 8.3.3.18) and the bytestream fails with
+ * IbbError("resource-constraint") (XEP-0047 2.2: the sender, on the error, closes too). An
+ * <open/> whose block-size exceeds `maxIbbBlockSize` is refused like one over our own
+ * size (section 2.1, resource-constraint).
  */
 import { assertNever, type Clock, type FullJid, type Random } from "../core/types.js";
 import { toHex } from "../core/bytes.js";
@@ -46,6 +54,7 @@ import {
   type IbbStanzaKind,
 } from "./codec.js";
 import { IbbError, isIbbCondition, type IbbCondition } from "./errors.js";
+import { getLimits } from "../limits.js";
 
 export type IbbRole = "initiator" | "responder";
 
@@ -96,6 +105,8 @@ interface OpenData {
   readonly inflight: Map<string, Pending>;
   /** Acks held back while reading is paused (iq ids). */
   readonly heldAcks: string[];
+  /** What we hold since reading was paused: data bytes delivered unread plus held ack ids. */
+  heldBytes: number;
   /** close() was asked for: send <close/> once everything is acknowledged. */
   endRequested: boolean;
   /** The peer's <close/> iq id, answered once our outbound data is flushed (section 2.3). */
@@ -235,6 +246,7 @@ export class IbbSession {
     this.paused = false;
     const s = this.state;
     if (s.name === "open" || s.name === "awaiting-close-result") {
+      s.heldBytes = 0;
       for (const id of s.heldAcks.splice(0)) this.outbox.send(iqResult(this.opts.peer, id));
     }
   }
@@ -340,6 +352,7 @@ export class IbbSession {
       queuedBytes: 0,
       inflight: new Map(),
       heldAcks: [],
+      heldBytes: 0,
       endRequested: false,
       remoteCloseId: undefined,
       messageIds: new Set(),
@@ -354,7 +367,7 @@ export class IbbSession {
       return;
     }
     const max = this.opts.blockSize;
-    const tooBig = this.opts.exactBlockSize === true ? blockSize !== max : blockSize > max;
+    const tooBig = blockSize > getLimits().maxIbbBlockSize || (this.opts.exactBlockSize === true ? blockSize !== max : blockSize > max);
     if (tooBig) {
       // Section 2.1: "would prefer a smaller block-size" -> resource-constraint (modify);
       // XEP-0261 v1.0 section 2: a size other than the negotiated one "SHOULD" get it too.
@@ -383,6 +396,18 @@ export class IbbSession {
       if (isIq) this.outbox.send(errorReply(stanza, "unexpected-request", "cancel"));
       this.protocolError(new IbbError("unexpected-request", `expected seq ${s.recvSeq}, got ${seq}`));
       return;
+    }
+    if (this.paused) {
+      // The application is not reading: everything it receives now (and each ack we hold
+      // back, an iq id, at least 1 so that empty packets count) stays in memory. A sender
+      // that ignores the withheld acks, or any sender in message mode, is stopped here.
+      const held = data.length + (isIq ? Math.max((attrOf(stanza, "id") ?? "").length, 1) : 0);
+      if (s.heldBytes + held > getLimits().ibbWindowBytes) {
+        this.outbox.send(errorReply(stanza, "resource-constraint", "wait"));
+        this.protocolError(new IbbError("resource-constraint", "more data than the receive window while reading is paused"));
+        return;
+      }
+      s.heldBytes += held;
     }
     s.recvSeq = (s.recvSeq + 1) % SEQ_MODULUS;
     if (data.length > 0) this.outbox.emit({ type: "data", data });
