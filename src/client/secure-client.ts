@@ -10,7 +10,7 @@
  */
 import { errorReply, type StanzaConnection } from "../adapters/connection.js";
 import { bareJid, type Clock, type FullJid, type Jid, parseFullJid, type Random, type ThreadId } from "../core/types.js";
-import type { KeyVerifier, PeerKey, PubkeyMethod, SigningIdentity } from "../esession/identity.js";
+import type { AnySigningIdentity, KeyVerifier, PeerKey, PubkeyMethod, SigningIdentity } from "../esession/identity.js";
 import { parseKeyValue, spkiFromKeyValue } from "../identity/keyvalue.js";
 import type { TrustAlert, TrustManager, TrustVerdict } from "../trust/index.js";
 import { nodeCrypto, systemClock, systemRandom } from "../crypto/node.js";
@@ -187,7 +187,14 @@ export interface SecureClientOptions {
    */
   readonly handlesUnprotectedIq?: boolean;
   /** Our long-term signing key, for XEP-0116 public-key identification. */
-  readonly identity?: SigningIdentity;
+  /**
+   * Our long-term key, for XEP-0116 public-key identification. An asynchronous one
+   * (`async: true`, e.g. a non-extractable WebCrypto key) signs between drains: the core
+   * waits in 'awaiting-signature' and this client feeds the signature back
+   * (docs/esession.md "Asynchronous signing"). Offline options (XEP-0187) need a
+   * synchronous key; with an asynchronous one they are published unsigned.
+   */
+  readonly identity?: AnySigningIdentity;
   /** Verifies peers' keys; `accept` applies the trust policy (default: accept). */
   readonly verifier?: KeyVerifier & { accept?(key: PeerKey): boolean };
   /**
@@ -609,7 +616,7 @@ export class SecureClient {
         clock: this.clock,
         policy: this.policy,
         lifetimeMs: c.lifetimeMs ?? DEFAULT_OFFLINE_LIFETIME_MS,
-        ...(this.o.identity ? { identity: this.o.identity } : {}),
+        ...(this.syncIdentity ? { identity: this.syncIdentity } : {}),
       });
       // Stored before it is published: a sender can never use a set we did not keep.
       await c.store.put(account, secret);
@@ -670,7 +677,7 @@ export class SecureClient {
             options,
             policy: this.policy,
             ...(publisherKey ? { publisherKey } : {}),
-            ...(this.o.identity ? { identity: this.o.identity } : {}),
+            ...(this.syncIdentity ? { identity: this.syncIdentity } : {}),
             ...(this.o.verifier ? { verifier: this.o.verifier } : {}),
           });
           this.usedOfflineItems.add(`${owner}/${item.id}`);
@@ -1330,10 +1337,37 @@ export class SecureClient {
         this.queueSend(out.stanza);
       } else await this.onEvent(s, out.event);
     }
+    this.requestSignature(s);
     if (s.stateKind === "terminated" && this.sessions.get(s.peer) === s) this.sessions.delete(s.peer);
     this.sweepAdmissions();
     this.arm();
     await this.outbound;
+  }
+
+  /** Our identity when it signs synchronously (what the offline layer needs). */
+  private get syncIdentity(): SigningIdentity | undefined {
+    const id = this.o.identity;
+    return id && id.async !== true ? id : undefined;
+  }
+
+  /**
+   * An asynchronous identity signs outside the core: take its request, sign, feed the
+   * signature back and drain what the negotiation produced next. A key that refuses to
+   * sign fails the negotiation (signatureFailed); a signature that arrives after the
+   * session ended is ignored by the core.
+   */
+  private requestSignature(s: ESession): void {
+    const id = this.o.identity;
+    if (id?.async !== true) return;
+    const req = s.takeSignRequest();
+    if (!req) return;
+    id.sign(req.data)
+      .then(
+        (sig) => s.provideSignature(req.id, sig),
+        () => s.signatureFailed(req.id),
+      )
+      .then(() => (this.closed ? undefined : this.pump(s)))
+      .catch(() => undefined);
   }
 
   private queueSend(stanza: Element): void {
