@@ -18,6 +18,7 @@ import type { CryptoProvider } from "../crypto/provider.js";
 import { deepClone, el, elements, type Element, NS, normalize, parseFragment, serializeAll, XmlError } from "../xml/index.js";
 import { ESessionError } from "./errors.js";
 import {
+  BLOCK_BYTES,
   blocksFor,
   BlockCounter,
   ctrCrypt,
@@ -90,7 +91,21 @@ export interface Decrypted {
 
 export type DecryptResult = { readonly ok: true; readonly value: Decrypted } | { readonly ok: false; readonly error: ESessionError };
 
+/** A receive-only channel never draws padding: the pool starts empty and shared. */
+const NO_PAD = new Uint8Array(0);
+
 export class StanzaChannel {
+  // The scalars the channel needs, not ChannelParams: keeping the params object would keep
+  // the first keys, counters and DH values reachable after a re-key (docs/scale.md).
+  private readonly crypto: CryptoProvider;
+  private readonly random: Random;
+  private readonly clock: Clock;
+  private readonly suite: Suite;
+  private readonly profile: Profile;
+  private readonly rekeyFreq: number;
+  private readonly stanzas: ReadonlySet<StanzaKind>;
+  private readonly autoRekeyEvery: number | undefined;
+  private readonly exponentBytes: number | undefined;
   private sendKeys: DirectionKeys;
   private readonly sendCounter: BlockCounter;
   private readonly recvCounter: BlockCounter;
@@ -106,17 +121,46 @@ export class StanzaChannel {
   /** Our old send MAC keys waiting for the peer to confirm our new key. */
   private oldSendMacs: Uint8Array[] = [];
   private destroyed = false;
-  private padPool: Uint8Array = new Uint8Array(0);
+  private padPool: Uint8Array = NO_PAD;
   private padPos = 0;
   readonly blockLimit: number;
   /** Counts for observability and tests. */
   readonly stats = { sent: 0, received: 0, rekeysInitiated: 0, rekeysAccepted: 0, oldKeysPublished: 0 };
 
-  constructor(private readonly p: ChannelParams) {
-    this.sendKeys = p.sendKeys;
-    this.sendCounter = p.sendCounter.clone();
-    this.recvCounter = p.recvCounter.clone();
-    this.sets = [{ x: p.myPrivate, recv: p.recvKeys }];
+  /**
+   * The channel takes its secrets over: the keys, counters and our DH private value are
+   * copied into one buffer (one ArrayBuffer per session instead of one per value) and the
+   * originals in `p` are overwritten with zeros, so the caller must not use them afterwards.
+   */
+  constructor(p: ChannelParams) {
+    this.crypto = p.crypto;
+    this.random = p.random;
+    this.clock = p.clock;
+    this.suite = p.suite;
+    this.profile = p.profile;
+    this.rekeyFreq = p.rekeyFreq;
+    this.stanzas = p.stanzas;
+    this.autoRekeyEvery = p.autoRekeyEvery;
+    this.exponentBytes = p.exponentBytes;
+    const parts = [p.sendKeys.kc, p.sendKeys.km, p.recvKeys.kc, p.recvKeys.km, p.myPrivate];
+    let n = 2 * BLOCK_BYTES;
+    for (const b of parts) n += b.length;
+    const slab = new Uint8Array(n);
+    let o = 0;
+    const take = (b: Uint8Array): Uint8Array => {
+      const v = slab.subarray(o, o + b.length);
+      v.set(b);
+      o += b.length;
+      return v;
+    };
+    this.sendCounter = BlockCounter.over(slab.subarray(o, (o += BLOCK_BYTES)), p.sendCounter);
+    this.recvCounter = BlockCounter.over(slab.subarray(o, (o += BLOCK_BYTES)), p.recvCounter);
+    this.sendKeys = { kc: take(p.sendKeys.kc), km: take(p.sendKeys.km) };
+    const recv = { kc: take(p.recvKeys.kc), km: take(p.recvKeys.km) };
+    this.sets = [{ x: take(p.myPrivate), recv }];
+    wipe(...parts);
+    p.sendCounter.wipe();
+    p.recvCounter.wipe();
     this.peerPublic = p.peerPublic;
     this.blockLimit = p.blockLimit ?? REKEY_BLOCK_LIMIT;
   }
@@ -135,7 +179,7 @@ export class StanzaChannel {
    * new key counts, so with 1 every stanza may carry one.
    */
   canRekey(): boolean {
-    return this.stanzasSinceRekey + 1 >= this.p.rekeyFreq;
+    return this.stanzasSinceRekey + 1 >= this.rekeyFreq;
   }
 
   /** The next stanza we encrypt carries a `<key/>` (if rekey_freq allows by then). */
@@ -145,7 +189,7 @@ export class StanzaChannel {
 
   /** Whether a stanza of this kind is protected by this session. */
   protects(kind: string): kind is StanzaKind {
-    return (this.p.stanzas as ReadonlySet<string>).has(kind);
+    return (this.stanzas as ReadonlySet<string>).has(kind);
   }
 
   /**
@@ -165,13 +209,13 @@ export class StanzaChannel {
     const shell = route.to === undefined ? stanza : el(stanza.name, { ...stanza.attrs, to: route.to });
     const pad = " ".repeat(this.padLength());
     const m = utf8(serializeAll(secret) + pad);
-    return this.seal(shell, clear, m, stanza.name === "message" && this.p.profile.fallbackBody);
+    return this.seal(shell, clear, m, stanza.name === "message" && this.profile.fallbackBody);
   }
 
   /** 0-15 spaces of length padding (XEP-0200 section 6 step 1), from a pooled random draw. */
   private padLength(): number {
     if (this.padPos >= this.padPool.length) {
-      this.padPool = this.p.random.bytes(64);
+      this.padPool = this.random.bytes(64);
       this.padPos = 0;
     }
     return (this.padPool[this.padPos++] ?? 0) & 15;
@@ -192,20 +236,20 @@ export class StanzaChannel {
     }
     const mustRekey = (this.blocksSinceRekey + blocks) * 2 >= this.blockLimit;
     const wantRekey =
-      this.rekeyRequested || mustRekey || (this.p.autoRekeyEvery !== undefined && this.sentSinceRekey >= this.p.autoRekeyEvery);
+      this.rekeyRequested || mustRekey || (this.autoRekeyEvery !== undefined && this.sentSinceRekey >= this.autoRekeyEvery);
     let newSend: DirectionKeys | undefined;
     const cChildren: Element[] = [];
-    const counterBefore = macCounter(this.sendCounter, this.p.profile.sendCounter);
-    const data = ctrCrypt(this.p.crypto, this.p.profile, this.sendKeys.kc, this.sendCounter, m);
+    const counterBefore = macCounter(this.sendCounter, this.profile.sendCounter);
+    const data = ctrCrypt(this.crypto, this.profile, this.sendKeys.kc, this.sendCounter, m);
     if (m.length > 0) cChildren.push(el("data", {}, toBase64(data)));
     if (wantRekey && this.canRekey()) {
-      const x = dhPrivate(this.p.crypto, this.p.random, this.p.suite.group, this.p.exponentBytes);
-      const e = this.p.crypto.dhPublic(this.p.suite.group, x);
-      const k = this.p.crypto.dhShared(this.p.suite.group, x, this.peerPublic);
-      const keys = rekeyKeys(this.p.crypto, this.p.suite, this.p.profile, k);
+      const x = dhPrivate(this.crypto, this.random, this.suite.group, this.exponentBytes);
+      const e = this.crypto.dhPublic(this.suite.group, x);
+      const k = this.crypto.dhShared(this.suite.group, x, this.peerPublic);
+      const keys = rekeyKeys(this.crypto, this.suite, this.profile, k);
       wipe(k);
       cChildren.push(el("key", {}, toBase64(e)));
-      const now = this.p.clock.now();
+      const now = this.clock.now();
       const newest = this.sets[this.sets.length - 1];
       if (newest) newest.supersededAt = now;
       this.sets.push({ x, recv: keys.acceptor });
@@ -218,7 +262,7 @@ export class StanzaChannel {
     this.stats.oldKeysPublished += this.publishable.length;
     this.publishable = [];
     const mContent = normalize(cChildren);
-    const mac = stanzaMac(this.p.crypto, this.p.suite, this.sendKeys.km, mContent, counterBefore);
+    const mac = stanzaMac(this.crypto, this.suite, this.sendKeys.km, mContent, counterBefore);
     const c = el("c", { xmlns: NS.c }, ...cChildren, el("mac", {}, toBase64(mac)));
     const out = el(stanza.name, { ...stanza.attrs });
     out.cnode(c);
@@ -253,12 +297,12 @@ export class StanzaChannel {
     if (!set) return fail("bad-mac", "stanza refers to a key we never sent");
     // Step 2-3: MAC over the received content (verbatim Base64) and our receive counter.
     // The MAC is checked before the counter advances (the receiver always appends an mpi).
-    const macMpi = stanzaMac(this.p.crypto, this.p.suite, set.recv.km, parts.mContent, macCounter(this.recvCounter, "mpi"));
+    const macMpi = stanzaMac(this.crypto, this.suite, set.recv.km, parts.mContent, macCounter(this.recvCounter, "mpi"));
     if (!equalBytes(macMpi, parts.mac)) return fail("bad-mac", "MAC mismatch");
     if (index > 0) this.confirmNewerSet(index);
     // Step 4-6: decrypt, decode, parse.
     const data = parts.data ?? new Uint8Array(0);
-    const m = ctrCrypt(this.p.crypto, this.p.profile, set.recv.kc, this.recvCounter, data);
+    const m = ctrCrypt(this.crypto, this.profile, set.recv.kc, this.recvCounter, data);
     let children: Element[] = [];
     try {
       const text = fromUtf8(m).trim();
@@ -272,16 +316,16 @@ export class StanzaChannel {
     let peerRekeyed = false;
     if (parts.key) {
       // Section 7 "Re-Key Acceptance".
-      if (!dhValueInRange(this.p.crypto, this.p.suite.group, parts.key)) return fail("bad-dh-value", "re-key value out of range");
+      if (!dhValueInRange(this.crypto, this.suite.group, parts.key)) return fail("bad-dh-value", "re-key value out of range");
       const oldest = this.sets[0];
       if (!oldest) return fail("unexpected-request", "no value set");
       let k: Uint8Array;
       try {
-        k = this.p.crypto.dhShared(this.p.suite.group, oldest.x, parts.key);
+        k = this.crypto.dhShared(this.suite.group, oldest.x, parts.key);
       } catch {
         return fail("bad-dh-value", "re-key value refused");
       }
-      const keys = rekeyKeys(this.p.crypto, this.p.suite, this.p.profile, k);
+      const keys = rekeyKeys(this.crypto, this.suite, this.profile, k);
       wipe(k);
       // The peer's old MAC keys may be published once its re-key arrived (section 8).
       for (const km of new Set(this.sets.map((s) => s.recv.km))) this.publishable.push(km);
@@ -339,15 +383,22 @@ export class StanzaChannel {
     }
   }
 
-  /** Destroys every key (XEP-0116/0217 termination: "securely destroy all keys"). */
+  /**
+   * Destroys every key, counter and DH secret it holds (XEP-0116/0217 termination:
+   * "securely destroy all keys").
+   */
   destroy(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    wipe(this.sendKeys.kc, this.sendKeys.km);
+    wipe(this.sendKeys.kc, this.sendKeys.km, this.padPool);
     for (const s of this.sets) wipe(s.x, s.recv.kc, s.recv.km);
+    wipe(...this.publishable, ...this.oldSendMacs);
+    this.sendCounter.wipe();
+    this.recvCounter.wipe();
     this.sets = [];
     this.publishable = [];
     this.oldSendMacs = [];
+    this.padPool = NO_PAD;
   }
 }
 

@@ -225,6 +225,19 @@ export class BlockCounter {
     v.set(src, BLOCK_BYTES - src.length);
     return new BlockCounter(v);
   }
+  /**
+   * A counter kept in `view` (16 bytes of a caller's buffer, so that a session's counters
+   * and keys share one ArrayBuffer), starting at the value of `from`.
+   */
+  static over(view: Uint8Array, from: BlockCounter): BlockCounter {
+    if (view.length !== BLOCK_BYTES) throw new RangeError("a block counter takes 16 bytes");
+    view.set(from.v);
+    return new BlockCounter(view);
+  }
+  /** Overwrites the counter with zeros (a destroyed session keeps no counter state). */
+  wipe(): void {
+    this.v.fill(0);
+  }
   /** C_B = C_A xor 2^(n-1) (XEP-0217 "ESession Response"). */
   flipTopBit(): BlockCounter {
     const v = this.v.slice();

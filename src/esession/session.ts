@@ -11,13 +11,13 @@
  * and events) are drained with poll(). Crypto, Random, Clock and the retained secrets are
  * passed in; new retained secrets leave as events for the wiring to persist.
  */
-import { equalBytes, wipe } from "../core/bytes.js";
+import { equalBytes, utf8, wipe } from "../core/bytes.js";
 import { Outbox, type Output } from "../core/machine.js";
 import { assertNever, type Clock, type FullJid, type Random, type ThreadId } from "../core/types.js";
 import { CryptoError, HASH_BYTES, type CipherAlg, type CryptoProvider, type DhGroupId, type HashAlg, isDhGroup } from "../crypto/provider.js";
 import { formToXml, type DataForm } from "../forms/codec.js";
 import { negotiationErrorStanza } from "../negotiation/codec.js";
-import { el, type Element, NS, normalize } from "../xml/index.js";
+import { el, type Element, NS, normalize, serialize } from "../xml/index.js";
 import { StanzaChannel, type StanzaKind } from "./channel.js";
 import {
   type AnySigningIdentity,
@@ -81,6 +81,14 @@ export interface RetainedSecretRef {
   readonly secret: Uint8Array;
   /** The peer (bare JID) it was retained with. */
   readonly peer: string;
+}
+
+/** Secrets only the negotiation uses (see ESession.secrets). */
+interface NegotiationSecrets {
+  readonly retained: readonly RetainedSecretRef[];
+  readonly retainedOther: readonly RetainedSecretRef[];
+  /** The caller's (shared across sessions): dropped, not wiped. */
+  readonly otherSecret?: Uint8Array;
 }
 
 export interface Policy {
@@ -159,9 +167,13 @@ export interface SessionParams {
   readonly policy?: Policy;
   /** The initiator's profile; a responder detects the peer's (interpretation note). */
   readonly profile?: Profile;
-  /** Retained secrets shared with the peer's bare JID (most recent per client). */
+  /**
+   * Retained secrets shared with the peer's bare JID (most recent per client). The session
+   * takes the `secret` arrays over: it overwrites them with zeros when the negotiation ends
+   * (established, failed, terminated or aborted), so pass copies (the stores hand out copies).
+   */
   readonly retained?: readonly RetainedSecretRef[];
-  /** Responder: retained secrets with every other JID, for the extended search. */
+  /** Responder: retained secrets with every other JID, for the extended search (taken over like `retained`). */
   readonly retainedOther?: readonly RetainedSecretRef[];
   /** The Other Shared Secret (a password agreed out of band), if any. */
   readonly otherSecret?: Uint8Array;
@@ -421,10 +433,46 @@ export class ESession {
   private unsentSignRequest: SignRequest | undefined;
   private signRequestCount = 0;
 
-  private constructor(
-    private readonly p: SessionParams,
-    initial: (s: ESession) => State,
-  ) {
+  // What the session needs of SessionParams for its whole life. The params object itself is
+  // not kept: its retained-secret lists would stay reachable for the session's life
+  // (docs/scale.md).
+  private readonly crypto: CryptoProvider;
+  private readonly random: Random;
+  private readonly clock: Clock;
+  private readonly peerJid: FullJid;
+  private readonly threadId: ThreadId;
+  /** The profile the caller fixed (an initiator's), or undefined for a detecting responder. */
+  private readonly fixedProfile: Profile | undefined;
+  private readonly identity: AnySigningIdentity | undefined;
+  private readonly verifier: SessionParams["verifier"];
+  /**
+   * Secrets only the negotiation uses: released when it ends (activation, failure,
+   * termination, abort), the retained secrets overwritten with zeros then (XEP-0116 4.7.3 /
+   * 4.8.1: a replaced retained secret is destroyed; the others have a copy in the store).
+   */
+  private secrets: NegotiationSecrets | undefined;
+  /**
+   * The peer's negotiation message processed last, so that a network duplicate of it is
+   * ignored (its slot is `lastInSlot`); once active, only a digest of the message that
+   * completed the negotiation is kept.
+   */
+  private lastIn: { readonly stanza: Element; readonly slot: string } | undefined;
+  private lastInDigest: Uint8Array | undefined;
+
+  private constructor(p: SessionParams, initial: (s: ESession) => State) {
+    this.crypto = p.crypto;
+    this.random = p.random;
+    this.clock = p.clock;
+    this.peerJid = p.peer;
+    this.threadId = p.thread;
+    this.fixedProfile = p.profile;
+    this.identity = p.identity;
+    this.verifier = p.verifier;
+    this.secrets = {
+      retained: p.retained ?? [],
+      retainedOther: p.retainedOther ?? [],
+      ...(p.otherSecret !== undefined ? { otherSecret: p.otherSecret } : {}),
+    };
     this.profile = p.profile ?? SPEC_PROFILE;
     this.policy = p.policy ?? DEFAULT_POLICY;
     this.state = { kind: "terminated" };
@@ -475,11 +523,11 @@ export class ESession {
   }
 
   get thread(): ThreadId {
-    return this.p.thread;
+    return this.threadId;
   }
 
   get peer(): FullJid {
-    return this.p.peer;
+    return this.peerJid;
   }
 
   get stateKind(): State["kind"] {
@@ -555,7 +603,7 @@ export class ESession {
     if (s.kind !== "active") throw new ESessionError("not-protected", `session is ${s.kind}`);
     if (this.offline?.role === "receiver") throw new ESessionError("not-protected", "an offline session we accepted is receive-only");
     const before = s.channel.stats.rekeysInitiated;
-    const out = s.channel.encrypt(stanza, { to: this.p.peer, thread: this.p.thread });
+    const out = s.channel.encrypt(stanza, { to: this.peerJid, thread: this.threadId });
     if (out.name === "message" && this.policy.hints === true) {
       // XEP-0280 section 7 / XEP-0334: a copy for another resource could not be decrypted
       // there (the keys are this device pair's), so no carbon copy, no copy at all; and when
@@ -582,7 +630,7 @@ export class ESession {
     if (this.offline) throw new ESessionError("rekey-limit", "offline sessions are not re-keyed");
     if (!s.channel.canRekey()) throw new ESessionError("rekey-limit", "rekey_freq does not allow a re-key yet");
     s.channel.requestRekey();
-    this.out.send(s.channel.emptyStanza(this.p.peer, this.p.thread));
+    this.out.send(s.channel.emptyStanza(this.peerJid, this.threadId));
     this.out.emit({ type: "rekeyed", by: "us" });
   }
 
@@ -605,7 +653,7 @@ export class ESession {
           return;
         }
         this.out.send(s.channel.encrypt(this.terminationStanza(false)));
-        this.state = { kind: "awaiting-terminate-ack", channel: s.channel, deadline: this.p.clock.now() + TERMINATE_ACK_TIMEOUT_MS };
+        this.state = { kind: "awaiting-terminate-ack", channel: s.channel, deadline: this.clock.now() + TERMINATE_ACK_TIMEOUT_MS };
         return;
       }
       case "awaiting-response":
@@ -701,6 +749,11 @@ export class ESession {
       if (s.kind !== "terminated") this.fail(new ESessionError("not-acceptable", "peer returned an error"), false);
       return;
     }
+    // A network duplicate of the negotiation message we processed last is ignored: no second
+    // answer and no failure (the first copy was answered). Anything else in that slot is
+    // handled, and refused, as before.
+    if (this.isDuplicate(stanza)) return;
+    if (s.kind !== "active" && s.kind !== "awaiting-terminate-ack" && s.kind !== "terminated") this.remember(stanza);
     switch (s.kind) {
       case "awaiting-response":
         return this.onResponse(s, stanza);
@@ -722,6 +775,38 @@ export class ESession {
     }
   }
 
+  /** Whether `stanza` is an exact copy of the peer's negotiation message processed last. */
+  private isDuplicate(stanza: Element): boolean {
+    const last = this.lastIn;
+    if (last !== undefined) {
+      // Cheap checks first: a different slot (the next message) or id is no duplicate.
+      if (last.stanza.attrs.id !== stanza.attrs.id || slotOf(stanza) !== last.slot) return false;
+      return serialize(stanza) === serialize(last.stanza);
+    }
+    if (this.lastInDigest !== undefined && !stanza.getChild("c", NS.c) && slotOf(stanza) !== undefined)
+      return equalBytes(this.digest(stanza), this.lastInDigest);
+    return false;
+  }
+
+  /** Records the peer's negotiation message about to be processed (see isDuplicate). */
+  private remember(stanza: Element): void {
+    const slot = slotOf(stanza);
+    if (slot !== undefined) this.lastIn = { stanza, slot };
+  }
+
+  private digest(stanza: Element): Uint8Array {
+    return this.crypto.hash("sha256", utf8(serialize(stanza)));
+  }
+
+  /** Drops the negotiation secrets, overwriting the retained secrets with zeros. */
+  private releaseSecrets(): void {
+    const s = this.secrets;
+    this.secrets = undefined;
+    if (!s) return;
+    for (const r of s.retained) r.secret.fill(0);
+    for (const r of s.retainedOther) r.secret.fill(0);
+  }
+
   private ciphers(): readonly CipherAlg[] {
     return (this.policy.cryptAlgs ?? ["aes128-ctr"]).filter((c) => SUPPORTED_CIPHERS.includes(c));
   }
@@ -732,28 +817,28 @@ export class ESession {
 
   /** Identification methods we can provide (init_pubkey as Alice, resp_pubkey as Bob). */
   private canProvide(messages: 3 | 4): PubkeyMethod[] {
-    const wanted = this.policy.offerPubkey ?? (this.p.identity ? ["key", "hash", "none"] : ["none"]);
-    return wanted.filter((m) => (m === "none" ? messages === 4 : this.p.identity !== undefined));
+    const wanted = this.policy.offerPubkey ?? (this.identity ? ["key", "hash", "none"] : ["none"]);
+    return wanted.filter((m) => (m === "none" ? messages === 4 : this.identity !== undefined));
   }
 
   /** Identification methods we accept from the peer, in preference order. */
   private acceptable(messages: 3 | 4): PubkeyMethod[] {
-    const wanted = this.policy.acceptPubkey ?? (this.p.verifier ? ["key", "none"] : ["none"]);
-    return wanted.filter((m) => (m === "none" ? messages === 4 : this.p.verifier !== undefined));
+    const wanted = this.policy.acceptPubkey ?? (this.verifier ? ["key", "none"] : ["none"]);
+    return wanted.filter((m) => (m === "none" ? messages === 4 : this.verifier !== undefined));
   }
 
   /** sign_algs we can use: our key's algorithm first, then those we can verify. */
   private signAlgs(): string[] {
     const out: string[] = [];
-    if (this.p.identity) out.push(this.p.identity.signAlg);
-    for (const a of this.p.verifier?.signAlgs ?? []) if (!out.includes(a)) out.push(a);
+    if (this.identity) out.push(this.identity.signAlg);
+    for (const a of this.verifier?.signAlgs ?? []) if (!out.includes(a)) out.push(a);
     return out;
   }
 
   // ---- Alice: message 1 -------------------------------------------------------------
 
   private startRequest(): State {
-    const { crypto, random } = this.p;
+    const { crypto, random } = this;
     const messages = this.policy.messages ?? 4;
     const nonceA = random.bytes(16);
     // Gajim knows only MODP groups; the modern suite is never offered in its profile.
@@ -804,7 +889,7 @@ export class ESession {
       nonceA,
       pairs,
       formA: normalize(x.children, this.profile.formStyle),
-      deadline: this.p.clock.now() + this.policy.timeoutMs,
+      deadline: this.clock.now() + this.policy.timeoutMs,
     };
   }
 
@@ -813,6 +898,7 @@ export class ESession {
   private answerRequest(request: Element): State {
     this.out.emit({ type: "progress", step: "request-received" });
     const carried = carriedForm(request);
+    this.remember(request);
     try {
       if (!carried || carried.kind !== "feature" || carried.form.type !== "form" || value(carried.form, "FORM_TYPE") !== NS.ssn)
         throw new ESessionError("bad-request", "not an ESession request");
@@ -827,7 +913,7 @@ export class ESession {
   }
 
   private buildResponse(x: Element, form: DataForm): State {
-    const { crypto, random } = this.p;
+    const { crypto, random } = this;
     const messages: 3 | 4 = form.fields.some((fd) => fd.var === "dhhashes") ? 4 : 3;
     if (messages === 3 && (this.policy.allowThreeMessage ?? true) === false)
       throw new ESessionError("feature-not-implemented", "only 4-message negotiations are accepted", ["dhkeys"]);
@@ -861,8 +947,8 @@ export class ESession {
     let signAlgs = value(form, "sign_algs");
     if (respPubkey !== "none" || initPubkey !== "none") {
       const offeredAlgs = offeredIn("sign_algs");
-      const mine = this.p.identity?.signAlg;
-      const canVerify = this.p.verifier?.signAlgs ?? [];
+      const mine = this.identity?.signAlg;
+      const canVerify = this.verifier?.signAlgs ?? [];
       signAlgs = offeredAlgs.find(
         (a) => (respPubkey === "none" || a === mine) && (initPubkey === "none" || canVerify.includes(a)),
       );
@@ -954,7 +1040,7 @@ export class ESession {
         keys.responder,
         counterB,
         { mac: { nonceFirst: nonceA, nonceSecond: nonceB, dh: d, forms: [formB] }, method: choice.respPubkey, field: "resp_pubkey" },
-        this.p.clock.now() + this.policy.timeoutMs,
+        this.clock.now() + this.policy.timeoutMs,
         { kind: "send-bob-response-3", response, choice, nonceA, nonceB, y, e: alicesDh, keys, counterA: cA, counterB, requestX: x },
       );
       return this.state;
@@ -972,7 +1058,7 @@ export class ESession {
       counterA: cA,
       requestX: x,
       formB,
-      deadline: this.p.clock.now() + this.policy.timeoutMs,
+      deadline: this.clock.now() + this.policy.timeoutMs,
     };
   }
 
@@ -989,7 +1075,7 @@ export class ESession {
       return;
     }
     this.out.emit({ type: "progress", step: "response-received" });
-    const { crypto } = this.p;
+    const { crypto } = this;
     const gajim = this.profile.name === "gajim";
     const bad: string[] = [];
     const check = (name: string, allowed: readonly string[]): string => {
@@ -1011,8 +1097,8 @@ export class ESession {
     let signAlg: string | undefined;
     if (initPubkey !== "none" || respPubkey !== "none") {
       signAlg = value(form, "sign_algs");
-      const okSign = initPubkey === "none" || signAlg === this.p.identity?.signAlg;
-      const okVerify = respPubkey === "none" || (signAlg !== undefined && (this.p.verifier?.signAlgs ?? []).includes(signAlg));
+      const okSign = initPubkey === "none" || signAlg === this.identity?.signAlg;
+      const okVerify = respPubkey === "none" || (signAlg !== undefined && (this.verifier?.signAlgs ?? []).includes(signAlg));
       if (signAlg === undefined || !okSign || !okVerify) bad.push("sign_algs");
     }
     const groupStr = check(
@@ -1135,8 +1221,8 @@ export class ESession {
     deadline: number,
     next: AfterProof,
   ): void {
-    const identity = this.p.identity;
-    const seal = { crypto: this.p.crypto, suite: choice.suite, profile: this.profile, keys, counter, mac: a.mac, method: a.method };
+    const identity = this.identity;
+    const seal = { crypto: this.crypto, suite: choice.suite, profile: this.profile, keys, counter, mac: a.mac, method: a.method };
     let pm: ProofMac;
     try {
       pm = proofMac(seal, identity?.keyValue);
@@ -1215,7 +1301,7 @@ export class ESession {
           counterA: next.counterA,
           counterB: next.counterB,
           requestX: next.requestX,
-          deadline: this.p.clock.now() + this.policy.timeoutMs,
+          deadline: this.clock.now() + this.policy.timeoutMs,
         };
         return;
       default:
@@ -1227,6 +1313,9 @@ export class ESession {
   private wipePending(s: Extract<State, { kind: "awaiting-signature" }>): void {
     const next = s.next;
     wipe(s.seal.keys.kc, s.seal.keys.km, s.seal.keys.ks);
+    s.seal.counter.wipe();
+    next.counterA.wipe();
+    next.counterB.wipe();
     switch (next.kind) {
       case "send-alice-identity":
         wipe(next.k, next.pair.x);
@@ -1269,7 +1358,7 @@ export class ESession {
   ): PeerKey | undefined {
     try {
       const r = verify({
-        crypto: this.p.crypto,
+        crypto: this.crypto,
         suite: choice.suite,
         profile: a.profile ?? this.profile,
         keys,
@@ -1280,9 +1369,9 @@ export class ESession {
         m: a.m,
         ...(a.mChecked ? { mChecked: true } : {}),
         ...(choice.signAlg !== undefined ? { signAlg: choice.signAlg } : {}),
-        ...(this.p.verifier ? { verifier: this.p.verifier } : {}),
+        ...(this.verifier ? { verifier: this.verifier } : {}),
       });
-      if (r.peerKey && this.p.verifier?.accept && !this.p.verifier.accept(r.peerKey))
+      if (r.peerKey && this.verifier?.accept && !this.verifier.accept(r.peerKey))
         throw new ESessionError("identity-mismatch", "the peer's key is not trusted", ["identity"]);
       return r.peerKey;
     } catch (e) {
@@ -1293,8 +1382,8 @@ export class ESession {
 
   /** rshashes: HMAC(N_A, RS) per retained secret, plus random decoys (row 12). */
   private rshashes(suite: Suite, nonceA: Uint8Array): Uint8Array[] {
-    const { crypto, random } = this.p;
-    const real = (this.p.retained ?? []).map((r) => retainedSecretHash(crypto, suite, nonceA, r.secret));
+    const { crypto, random } = this;
+    const real = (this.secrets?.retained ?? []).map((r) => retainedSecretHash(crypto, suite, nonceA, r.secret));
     const decoys =
       this.profile.rshashDecoys === "gajim" ? (real.length ? 0 : 1) : 2 + ((random.bytes(1)[0] ?? 0) % 2);
     const all = [...real];
@@ -1341,7 +1430,7 @@ export class ESession {
       throw new ESessionError("unexpected-request", "expected Alice's identity");
     const form = carried.form;
     this.out.emit({ type: "progress", step: "identity-received" });
-    const { crypto } = this.p;
+    const { crypto } = this;
     const suite = s.choice.suite;
     if (!equalBytes(b64Field(form, "nonce"), s.nonceB)) throw new ESessionError("bad-request", "nonce", ["nonce"]);
     const e = b64Field(form, "dhkeys");
@@ -1363,7 +1452,7 @@ export class ESession {
     let lastError: ESessionError | undefined;
     // Gajim only ever spoke SHA-256 / AES-128 over MODP groups: only then is its reading possible.
     const gajimSuite = suite.hash === "sha256" && suite.cipher === "aes128-ctr" && suite.group !== "x25519";
-    const candidates = this.p.profile ? [this.p.profile] : DETECTABLE_PROFILES.filter((pr) => gajimSuite || pr.name !== "gajim");
+    const candidates = this.fixedProfile ? [this.fixedProfile] : DETECTABLE_PROFILES.filter((pr) => gajimSuite || pr.name !== "gajim");
     for (const profile of candidates) {
       const counter = s.counterA.clone();
       const formA = normalize(s.requestX.children, profile.formStyle);
@@ -1393,11 +1482,11 @@ export class ESession {
     // Shared retained secret: this JID's secrets first, then every other JID's.
     const rshashes = b64Values(form, "rshashes");
     const srs = this.findRetained(suite, s.nonceA, rshashes);
-    const kf = finalSecret(crypto, suite, k, srs?.secret, this.p.otherSecret);
+    const kf = finalSecret(crypto, suite, k, srs?.secret, this.secrets?.otherSecret);
     wipe(k);
     const keys = finalSessionKeys(crypto, suite, this.profile, kf);
     const hashLen = HASH_BYTES[suite.hash];
-    const srshash = srs ? sharedRetainedSecretHash(crypto, suite, srs.secret) : this.p.random.bytes(hashLen);
+    const srshash = srs ? sharedRetainedSecretHash(crypto, suite, srs.secret) : this.random.bytes(hashLen);
     const b2 = bobIdentityForm({ nonce: s.nonceA, srshash });
     const formB2 = normalize(formToXml(b2).children, this.profile.formStyle);
     const counterB = s.counterA.flipTopBit();
@@ -1428,8 +1517,8 @@ export class ESession {
   }
 
   private findRetained(suite: Suite, nonceA: Uint8Array, rshashes: readonly Uint8Array[]): RetainedSecretRef | undefined {
-    const { crypto } = this.p;
-    for (const list of [this.p.retained ?? [], this.p.retainedOther ?? []]) {
+    const { crypto } = this;
+    for (const list of [this.secrets?.retained ?? [], this.secrets?.retainedOther ?? []]) {
       for (const r of list) {
         const h = retainedSecretHash(crypto, suite, nonceA, r.secret);
         if (rshashes.some((x) => equalBytes(x, h))) return r;
@@ -1445,12 +1534,12 @@ export class ESession {
     if (!carried || carried.kind !== "init") throw new ESessionError("unexpected-request", "expected Bob's identity");
     const form = carried.form;
     this.out.emit({ type: "progress", step: "identity-received" });
-    const { crypto } = this.p;
+    const { crypto } = this;
     const suite = s.choice.suite;
     if (!equalBytes(b64Field(form, "nonce"), s.nonceA)) throw new ESessionError("bad-request", "nonce", ["nonce"]);
     const srshash = b64Field(form, "srshash");
-    const srs = (this.p.retained ?? []).find((r) => equalBytes(sharedRetainedSecretHash(crypto, suite, r.secret), srshash));
-    const kf = finalSecret(crypto, suite, s.k, srs?.secret, this.p.otherSecret);
+    const srs = (this.secrets?.retained ?? []).find((r) => equalBytes(sharedRetainedSecretHash(crypto, suite, r.secret), srshash));
+    const kf = finalSecret(crypto, suite, s.k, srs?.secret, this.secrets?.otherSecret);
     wipe(s.k);
     const keys = finalSessionKeys(crypto, suite, this.profile, kf);
     const counterB = s.counterB.clone();
@@ -1487,24 +1576,31 @@ export class ESession {
     const theirs = role === "initiator" ? keys.responder : keys.initiator;
     wipe(keys.initiator.ks, keys.responder.ks);
     const channel = new StanzaChannel({
-      crypto: this.p.crypto,
-      random: this.p.random,
-      clock: this.p.clock,
+      crypto: this.crypto,
+      random: this.random,
+      clock: this.clock,
       suite: choice.suite,
       profile: this.profile,
       sendKeys: { kc: mine.kc, km: mine.km },
       recvKeys: { kc: theirs.kc, km: theirs.km },
       sendCounter: role === "initiator" ? counterA : counterB,
       recvCounter: role === "initiator" ? counterB : counterA,
-      myPrivate: copy(myPrivate),
+      // The channel takes the keys, counters and our DH private value over (and wipes these).
+      myPrivate,
       peerPublic,
       rekeyFreq: choice.options.rekeyFreq,
-      stanzas: new Set(choice.options.stanzas),
+      stanzas: stanzaSet(choice.options.stanzas),
       ...(this.policy.blockLimit !== undefined ? { blockLimit: this.policy.blockLimit } : {}),
       ...(this.policy.autoRekeyEvery !== undefined && !this.offline ? { autoRekeyEvery: this.policy.autoRekeyEvery } : {}),
       ...(this.policy.exponentBytes !== undefined ? { exponentBytes: this.policy.exponentBytes } : {}),
     });
     this.state = { kind: "active", channel, options: choice.options };
+    this.releaseSecrets();
+    if (this.lastIn !== undefined) {
+      // Only a digest of the message that completed the negotiation stays (duplicates).
+      this.lastInDigest = this.digest(this.lastIn.stanza);
+      this.lastIn = undefined;
+    }
     this.out.emit({ type: "progress", step: "identity-verified" });
     this.out.emit({
       type: "established",
@@ -1575,7 +1671,7 @@ export class ESession {
   // ---- helpers ----------------------------------------------------------------------
 
   private terminationStanza(ack: boolean): Element {
-    return el("message", { to: this.p.peer, type: "chat" }, terminateFeature(ack), el("thread", {}, this.p.thread));
+    return el("message", { to: this.peerJid, type: "chat" }, terminateFeature(ack), el("thread", {}, this.threadId));
   }
 
   private clearTerminate(ack: boolean): Element {
@@ -1583,7 +1679,7 @@ export class ESession {
   }
 
   private stanza(payload: Element): Element {
-    return el("message", { to: this.p.peer }, payload, el("thread", {}, this.p.thread));
+    return el("message", { to: this.peerJid }, payload, el("thread", {}, this.threadId));
   }
 
   /** XEP-0116 section 4.4 error (shape shared with XEP-0155, naming the fields). */
@@ -1596,7 +1692,7 @@ export class ESession {
     if (s.kind === "terminated") return;
     if (notifyPeer) {
       const e = el("error", { type: "cancel" }, el(error.stanzaCondition, { xmlns: NS.stanzas }));
-      this.out.send(el("message", { to: this.p.peer, type: "error", id: this.handlingId }, el("thread", {}, this.p.thread), e));
+      this.out.send(el("message", { to: this.peerJid, type: "error", id: this.handlingId }, el("thread", {}, this.threadId), e));
     }
     this.destroy();
     this.out.emit({ type: "failed", error });
@@ -1620,12 +1716,18 @@ export class ESession {
         break;
       case "awaiting-alice-identity":
         wipe(s.y);
+        s.counterA.wipe();
         break;
       case "awaiting-alice-identity-3":
-        wipe(s.y, s.keys.initiator.kc, s.keys.initiator.km, s.keys.responder.kc, s.keys.responder.km);
+        wipe(s.y);
+        wipeKeys(s.keys);
+        s.counterA.wipe();
+        s.counterB.wipe();
         break;
       case "awaiting-bob-identity":
         wipe(s.k, s.pair.x);
+        s.counterA.wipe();
+        s.counterB.wipe();
         break;
       case "awaiting-signature":
         this.wipePending(s);
@@ -1637,7 +1739,50 @@ export class ESession {
     }
     this.state = { kind: "terminated" };
     this.unsentSignRequest = undefined;
+    this.releaseSecrets();
+    this.lastIn = undefined;
+    this.lastInDigest?.fill(0);
+    this.lastInDigest = undefined;
   }
+
+  /**
+   * Discards the session at once, without a word to the peer (a session dropped for a
+   * device that went offline, a client shutting down): every key, block counter and
+   * Diffie-Hellman secret it holds is overwritten with zeros (XEP-0116 / XEP-0217 "securely
+   * destroy all keys"), the retained secrets it was given too, and the state becomes
+   * "terminated". Nothing is queued: no stanza, no event; outputs not yet drained are
+   * dropped (a new retained secret among them is wiped). Idempotent; never throws.
+   */
+  abort(): void {
+    this.destroy();
+    for (const o of this.out.drain()) {
+      if (o.kind === "event" && o.event.type === "established" && o.event.newRetainedSecret) o.event.newRetainedSecret.fill(0);
+    }
+  }
+}
+
+/**
+ * The slot of a negotiation message: its wrapper and form type (`feature/form` for a
+ * request, `feature/submit` a response, `feature/result` Alice's identity, `init/result`
+ * Bob's); undefined for anything else.
+ */
+function slotOf(stanza: Element): string | undefined {
+  for (const c of stanza.children) {
+    if (typeof c === "string" || (c.name !== "feature" && c.name !== "init")) continue;
+    const x = c.getChild("x", NS.data);
+    if (x) return `${c.name}/${String(x.attrs.type)}`;
+  }
+  return undefined;
+}
+
+/** One frozen set per combination of stanza kinds, shared by every channel (docs/scale.md). */
+const stanzaSets = new Map<string, ReadonlySet<StanzaKind>>();
+
+function stanzaSet(kinds: readonly StanzaKind[]): ReadonlySet<StanzaKind> {
+  const key = kinds.join(" ");
+  let set = stanzaSets.get(key);
+  if (!set) stanzaSets.set(key, (set = new Set(kinds)));
+  return set;
 }
 
 function gajimProfile(p: Profile): boolean {
@@ -1653,6 +1798,3 @@ function wipeKeys(k: SessionKeys): void {
   for (const d of [k.initiator, k.responder]) wipe(d.kc, d.km, d.ks);
 }
 
-function copy(b: Uint8Array): Uint8Array {
-  return new Uint8Array(b);
-}

@@ -358,13 +358,24 @@ test("a signature for another request id is refused and the session keeps waitin
   assert.ok(d.established("alice") && d.established("bob"));
 });
 
-test("a negotiation message replayed while we wait for the signature fails the session", () => {
+test("while we wait for the signature, an exact duplicate of the response is ignored and a different one fails the session", () => {
   const d = new Duo({ messages: 4, alice: asAsync(aliceKey) }).start();
   const response = d.bob.wire[0];
   assert.ok(response);
-  const replay = parseXml(response);
-  replay.attrs.from = BOB;
-  d.session("alice").handleStanza(replay);
+  // A network duplicate (same content, same from): ignored, no answer, no failure.
+  const duplicate = parseXml(response);
+  duplicate.attrs.from = BOB;
+  d.session("alice").handleStanza(duplicate);
+  d.pump();
+  assert.deepEqual(d.failures("alice"), []);
+  assert.equal(d.session("alice").stateKind, "awaiting-signature");
+  // Another message in that slot (one value changed) is still out of order.
+  const other = parseXml(response);
+  other.attrs.from = BOB;
+  const nonce = other.getChild("feature")?.getChild("x")?.getChildren("field").find((f) => f.attrs.var === "my_nonce")?.getChild("value");
+  assert.ok(nonce);
+  nonce.children = ["AAAAAAAAAAAAAAAAAAAAAA=="];
+  d.session("alice").handleStanza(other);
   d.pump();
   assert.deepEqual(d.failures("alice"), ["unexpected-request"]);
   assert.equal(d.session("alice").stateKind, "terminated");
