@@ -905,6 +905,14 @@ export class XtlsClient {
       }
       let consumed = false;
       for (const x of [...ctx.waiters]) consumed = x(e) || consumed;
+      if (!consumed && e.type === "transport-replace" && ctx.socket !== undefined) {
+        // XEP-0166 v1.1.2 section 7.2.15: a transport-replace is answered with
+        // transport-accept or transport-reject. Once the TLS tunnel runs on its bytestream
+        // nothing may move it (the draft's transport is fixed for the TLS session), so
+        // mid-session the answer is transport-reject and the old bytestream stays.
+        if (ctx.jingle.stateName === "active") ctx.jingle.transportReject(e.contents);
+        continue;
+      }
       if (!consumed) ctx.backlog.push(e);
     }
     if (ctx.timer !== undefined) clearTimeout(ctx.timer);

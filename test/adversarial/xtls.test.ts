@@ -697,11 +697,8 @@ xcase("jingle: session-terminate spoofed from Alice's JID (denial of service onl
 // XEP-0166 v1.1.2 section 7.2.15 (and 6.8): the recipient of a transport-replace
 // acknowledges it, then answers transport-accept or transport-reject. Mid-session the
 // only right answer is transport-reject (the IBB bytestream under TLS stays).
-const REPLACE_TODO =
-  "src/xtls/client.ts (pump/dispatch): a transport-replace outside the SOCKS5 fallback is acknowledged but never answered " +
-  "(no transport-reject); harmless for security (the tunnel stays on its bytestream), a protocol gap";
 
-xcase("jingle: transport-replace to an attacker's bytestream injected mid-session", { expect: "bob:ibb-error(not-acceptable) bob:ibb-error(item-not-found) alice:terminate(success) alice:end(local,success) bob:end(success) delivered:1 forged-delivered:0 replace-answer:transport-reject", delivers: true, todo: REPLACE_TODO }, async (r) => {
+xcase("jingle: transport-replace to an attacker's bytestream injected mid-session", { expect: "bob:ibb-error(not-acceptable) bob:ibb-error(item-not-found) alice:terminate(success) alice:end(local,success) bob:end(success) delivered:1 forged-delivered:0 replace-answer:transport-reject", delivers: true }, async (r) => {
   const { ta } = await r.establish();
   const content = { creator: "initiator" as const, name: "xmlstream", transport: { kind: "ibb" as const, ns: "urn:xmpp:jingle:transports:ibb:1" as const, sid: "attacker-sid", blockSize: 1024 } };
   r.sb.inject(ALICE, el("iq", { type: "set", id: "tr-1", to: BOB }, buildJingle({ action: "transport-replace", sid: jingleSid(r), initiator: ALICE, contents: [content] })));
