@@ -47,7 +47,7 @@ import {
   type XtlsSecurity,
 } from "../jingle/codec.js";
 import { JingleSession, peekInitiate, type JingleEvent } from "../jingle/session.js";
-import { initiatorDecision, responderDecision, type XtlsMethod } from "../jingle/security.js";
+import { canonicalAlgo, initiatorDecision, responderDecision, type XtlsMethod } from "../jingle/security.js";
 import type { XtlsIdentity } from "./cert.js";
 import { XtlsError, type XtlsCondition } from "./errors.js";
 import type { SrpTlsOverDuplex } from "./methods.js";
@@ -342,7 +342,9 @@ export class XtlsClient {
     const canVerifyPeer = answer?.fingerprint !== undefined && (await this.o.trust.isPinned(peerBare, answer.fingerprint));
     const password = !canVerifyPeer && answer?.methods.includes("srp") === true ? await this.o.password?.(peer) : undefined;
     const leap =
-      !canVerifyPeer && password === undefined && answer?.fingerprint !== undefined
+      // A fingerprint in an unknown or broken algorithm (md5) could never match the
+      // certificate: the user is not asked to take a leap of faith on it.
+      !canVerifyPeer && password === undefined && answer?.fingerprint !== undefined && canonicalAlgo(answer.fingerprint.algo) !== undefined
         ? ((await this.o.leapOfFaith?.(peer, answer.fingerprint)) ?? false)
         : false;
     const decision = initiatorDecision(answer, {
@@ -413,7 +415,7 @@ export class XtlsClient {
     const canVerifyPeer = offer.fingerprint !== undefined && (await this.o.trust.isPinned(peerBare, offer.fingerprint));
     const password = !canVerifyPeer && offer.methods.includes("srp") ? await this.o.password?.(peer) : undefined;
     const leap =
-      !canVerifyPeer && password === undefined && offer.fingerprint !== undefined && offer.methods.includes("x509")
+      !canVerifyPeer && password === undefined && offer.fingerprint !== undefined && offer.methods.includes("x509") && canonicalAlgo(offer.fingerprint.algo) !== undefined
         ? ((await this.o.leapOfFaith?.(peer, offer.fingerprint)) ?? false)
         : false;
     const decision = responderDecision(offer, {
