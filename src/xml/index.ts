@@ -198,12 +198,43 @@ export function nsOf(e: Element): string | undefined {
   return e.getNS() ?? undefined;
 }
 
+/**
+ * The XML text of a node, exactly as ltx's Element.toString() writes it (attributes in
+ * insertion order, `"` quoted, empty elements as `<a/>`), in one pass without ltx's
+ * writer callback per token: every stanza on the wire and every MACed plaintext goes
+ * through here.
+ */
 export function serialize(e: Child): string {
-  return typeof e === "string" ? escapeXMLText(e) : e.toString();
+  return typeof e === "string" ? escapeText(e, false) : writeElement(e);
 }
 
 export function serializeAll(cs: readonly Child[]): string {
-  return cs.map(serialize).join("");
+  let out = "";
+  for (const c of cs) out += serialize(c);
+  return out;
+}
+
+function writeElement(e: Element): string {
+  let s = "<" + e.name;
+  const attrs = e.attrs as Record<string, unknown>;
+  for (const k in attrs) {
+    const v = attrs[k];
+    if (v === null || v === undefined) continue;
+    s += " " + k + '="' + escapeXmlAttr(typeof v === "string" ? v : String(v)) + '"';
+  }
+  const children = e.children as readonly (Child | null | undefined)[];
+  if (children.length === 0) return s + "/>";
+  s += ">";
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    s += typeof c === "string" ? escapeText(c, false) : writeElement(c);
+  }
+  return s + "</" + e.name + ">";
+}
+
+/** ltx's escapeXML (attribute values): & < > " ' as entities. */
+function escapeXmlAttr(v: string): string {
+  return /["&'<>]/.test(v) ? escapeXML(v) : v;
 }
 
 export function deepClone(e: Element): Element {
@@ -229,22 +260,41 @@ export function normalize(nodes: readonly Child[], style: NormalizeStyle = "spec
 function normalizeNode(n: Child, style: NormalizeStyle, betweenElements: boolean): string {
   if (typeof n === "string") {
     if (betweenElements && style === "spec") return "";
-    return escapeText(n);
+    return escapeText(n, true);
   }
-  const names = Object.keys(n.attrs)
-    .filter((k) => k !== "xmlns" && !k.startsWith("xmlns:"))
-    .sort();
-  let s = `<${n.name}`;
-  for (const k of names) s += ` ${k}="${escapeAttr(String(n.attrs[k]))}"`;
-  const hasElementChild = n.children.some((c) => typeof c !== "string");
-  const inner = n.children.map((c) => normalizeNode(c, style, hasElementChild)).join("");
-  if (inner.length === 0 && n.children.length === 0 && style === "gajim") return `${s} />`;
-  return `${s}>${inner}</${n.name}>`;
+  let s = "<" + n.name;
+  // Attributes sorted lexicographically, xmlns declarations dropped. Most elements of a
+  // form or <c/> have none or one, so the sort runs only when there is something to sort.
+  let names: string[] | undefined;
+  for (const k in n.attrs) {
+    if (k === "xmlns" || k.startsWith("xmlns:")) continue;
+    (names ??= []).push(k);
+  }
+  if (names !== undefined) {
+    if (names.length > 1) names.sort();
+    for (const k of names) s += " " + k + '="' + escapeAttr(String(n.attrs[k])) + '"';
+  }
+  const children = n.children;
+  if (children.length === 0) return style === "gajim" ? s + " />" : s + "></" + n.name + ">";
+  let hasElementChild = false;
+  for (const c of children) {
+    if (typeof c !== "string") {
+      hasElementChild = true;
+      break;
+    }
+  }
+  s += ">";
+  for (const c of children) s += normalizeNode(c, style, hasElementChild);
+  return s + "</" + n.name + ">";
 }
 
-function escapeText(s: string): string {
-  if (!/[&<>\r]/.test(s)) return s;
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/\r/g, "&#xD;");
+/** Text content: & < > escaped (and CR as a reference when normalizing, XEP-0116 13). */
+function escapeText(s: string, normalizing: boolean): string {
+  if (normalizing) {
+    if (!/[&<>\r]/.test(s)) return s;
+    return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/\r/g, "&#xD;");
+  }
+  return /[&<>]/.test(s) ? escapeXMLText(s) : s;
 }
 
 function escapeAttr(s: string): string {
