@@ -40,6 +40,10 @@ export class Socks5ClientNegotiator {
   }
 
   feed(bytes: Uint8Array): Socks5Result {
+    // Once done or failed the negotiator holds nothing more: later bytes belong to the
+    // bytestream (handed over as `rest`) or to a connection being torn down.
+    if (this.stage === "done") return { kind: "done", addr: this.addr, rest: new Uint8Array(0) };
+    if (this.stage === "failed") return { kind: "failed", reason: "failed" };
     this.buf = concat(this.buf, bytes);
     if (this.stage === "greeting") {
       if (this.buf.length < 2) return { kind: "pending" };
@@ -79,6 +83,7 @@ export class Socks5ServerNegotiator {
   constructor(private readonly accept: (addr: string) => boolean) {}
 
   feed(bytes: Uint8Array): Socks5Result {
+    if (this.stage === "done" || this.stage === "failed") return { kind: "failed", reason: "negotiation already over" };
     this.buf = concat(this.buf, bytes);
     if (this.stage === "greeting") {
       if (this.buf.length < 2) return { kind: "pending" };
