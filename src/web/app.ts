@@ -11,20 +11,29 @@
  * retained secrets, SAS confirmations, peers' keys and trust decisions, the login form's
  * settings without the password (./idb-store.ts).
  *
+ * Identity: the key signs the negotiation (XEP-0116 public-key identification 'key',
+ * asynchronously through WebCrypto) and peers' Ed25519 / P-256 keys are verified by
+ * ./verifier.ts; the fingerprint of the key a peer proved is recorded in the trust store
+ * (trust on first use, key-change alerts). 'none' (XEP-0217 SAS only) stays offered as the
+ * fallback for a peer without a key; the page says which one protects the conversation:
+ * "verified by key", "identified by key ... compare the SAS" or "SAS only".
+ *
  * Spec: RFC 7395 (./connection.ts); RFC 6121 sections 2-4 (roster, subscriptions,
  * presence, via TuiApp); XEP-0217 v0.1 / XEP-0116 v0.16 / XEP-0200 v0.2 via SecureClient;
  * XEP-0116 4.7.2 (SAS), 7.3-7.4 (trust alerts), 8 (disclosure), section 12 (what is kept);
  * XEP-0210 section 3 (usability).
  */
+import type { ClientEvent } from "../client/secure-client.js";
 import { bareJid, jidParts, parseJid } from "../core/types.js";
 import { browserClock, browserCrypto, browserRandom } from "../crypto/browser.js";
 import { TrustManager } from "../trust/index.js";
 import { TuiApp } from "../tui/app.js";
-import type { Alert, Contact, Line } from "../tui/model.js";
+import type { Alert, Contact, Conversation, Line } from "../tui/model.js";
 import { lineText, protectionText } from "../tui/screen.js";
 import { connectBrowserXmpp } from "./connection.js";
 import { openIdbStore, type IdbStore } from "./idb-store.js";
 import { asyncSigner, identityFingerprint, loadOrCreateIdentity, type AsyncSigningIdentity } from "./keystore.js";
+import { browserKeyVerifier } from "./verifier.js";
 
 interface PageConfig {
   readonly service?: string;
@@ -76,11 +85,42 @@ function presenceWord(c: Contact): { mark: string; word: string } {
   return shows.some((r) => r.show === "online" || r.show === "chat") ? { mark: "●", word: "online" } : { mark: "◐", word: "away" };
 }
 
+/** How the peer was authenticated in the conversation's session (the web page's words). */
+export interface AuthState {
+  /** 'key': the peer proved a key (verified, or trusted on first use); 'sas': SAS only. */
+  readonly kind: "key" | "sas" | "none";
+  readonly text: string;
+}
+
+/** What the last established session of a conversation used (XEP-0116 init_pubkey / resp_pubkey). */
+interface SessionAuth {
+  readonly initPubkey: string;
+  readonly respPubkey: string;
+  readonly peerKey: boolean;
+}
+
+const VERIFIABLE = "Ed25519 or ECDSA P-256";
+
+export function authState(c: Conversation): AuthState {
+  if (c.protection.kind !== "esession") return { kind: "none", text: "" };
+  const sas = c.protection.sas;
+  if (c.fingerprint !== undefined) {
+    if (c.verification === "verified") return { kind: "key", text: `verified by key: their key ${c.fingerprint}` };
+    return { kind: "key", text: `identified by key ${c.fingerprint} (trusted on first use)${sas ? ": compare SAS to verify it" : ""}` };
+  }
+  return {
+    kind: "sas",
+    text: `SAS only: no ${VERIFIABLE} key from them (a browser cannot verify RSA or DSA keys)${c.verification === "verified" ? "" : ": compare SAS"}`,
+  };
+}
+
 class WebApp {
   private app: TuiApp | undefined;
   private store: IdbStore | undefined;
   /** The identity key as the asynchronous signer the ESession core will take (see ./keystore.ts). */
   signer: AsyncSigningIdentity | undefined;
+  /** Per conversation (bare JID): how its last session was authenticated. */
+  private readonly sessions = new Map<string, SessionAuth>();
 
   async settings(): Promise<{ account: string; service: string; resource: string } | undefined> {
     this.store ??= await openIdbStore();
@@ -94,6 +134,9 @@ class WebApp {
     const store = this.store;
     const conn = await connectBrowserXmpp({ service, domain, username: local ?? "", password, resource });
     const trust = new TrustManager({ store, crypto: browserCrypto });
+    const { identity, created } = await loadOrCreateIdentity(bare);
+    const signer = await asyncSigner(identity);
+    this.signer = signer;
     const app = new TuiApp({
       connection: conn,
       store,
@@ -103,15 +146,17 @@ class WebApp {
         crypto: browserCrypto,
         random: browserRandom,
         clock: browserClock,
-        // SAS verification (XEP-0217) until the ESession core takes the asynchronous
-        // signer below (./keystore.ts explains why the key does not sign yet).
-        policy: { offerPubkey: ["none"], acceptPubkey: ["key", "hash", "none"] },
+        // The non-extractable key signs (XEP-0116 'key', asynchronously: WebCrypto); peers'
+        // Ed25519 / P-256 keys are verified; 'none' (XEP-0217 SAS) is the fallback for a
+        // peer without a key. 'hash' is not accepted: it needs the peer's key in advance.
+        identity: signer,
+        verifier: browserKeyVerifier({ crypto: browserCrypto }),
+        policy: { offerPubkey: ["key", "none"], acceptPubkey: ["key", "none"] },
       },
     });
     this.app = app;
+    app.client.on((e) => this.onClientEvent(e));
     app.onChange(() => this.draw());
-    const { identity, created } = await loadOrCreateIdentity(bare);
-    this.signer = await asyncSigner(identity);
     app.model.ownFingerprint = await identityFingerprint(browserCrypto, identity);
     if (created) app.model.say(undefined, "info", "created your identity key (non-extractable, kept in this browser)");
     await store.putSettings({ account: bare, service, resource, lastLogin: Date.now() });
@@ -120,6 +165,26 @@ class WebApp {
       app.model.status = e ? `disconnected: ${e.message}` : "disconnected";
       this.draw();
     });
+  }
+
+  private onClientEvent(e: ClientEvent): void {
+    const app = this.app;
+    if (!app) return;
+    if (e.type === "established") {
+      const bare = bareJid(e.peer);
+      this.sessions.set(bare, { initPubkey: e.initPubkey, respPubkey: e.respPubkey, peerKey: e.peerKey !== undefined });
+      if (e.peerKey === undefined)
+        app.model.say(bare, "warn", `${bare} did not prove an ${VERIFIABLE} key in this session: only the SAS authenticates them`);
+    } else if (e.type === "failed" && e.error.fields.includes("sign_algs")) {
+      const bare = bareJid(e.peer);
+      // XEP-0116: one sign_algs value for both signatures; a peer whose key is RSA or DSA
+      // cannot agree on one with this page (./verifier.ts).
+      app.model.say(
+        bare,
+        "warn",
+        `${bare} and this browser could not agree on a signature algorithm: their key is probably RSA or DSA, which a browser cannot verify (${VERIFIABLE} only). Ask them to use an Ed25519 key, or to accept SAS-only sessions.`,
+      );
+    }
   }
 
   /** Runs a command or sends a message, exactly as typed in the terminal client. */
@@ -180,10 +245,20 @@ class WebApp {
       prot.textContent = "no conversation open: pick a contact or enter an address";
       prot.className = "state none";
       sasBox.hidden = true;
+      $("auth").hidden = true;
     } else {
       $("peer-title").textContent = c.peer ?? c.bare;
       prot.textContent = protectionText(c).text;
       prot.className = `state ${c.protection.kind === "esession" ? (c.verification === "verified" ? "verified" : "unverified") : c.protection.kind}`;
+      const auth = authState(c);
+      const s = this.sessions.get(c.bare);
+      const authEl = $("auth");
+      authEl.textContent = auth.text;
+      authEl.hidden = auth.kind === "none";
+      authEl.dataset.auth = auth.kind;
+      authEl.dataset.peerFingerprint = c.fingerprint ?? "";
+      authEl.dataset.initPubkey = s?.initPubkey ?? "";
+      authEl.dataset.respPubkey = s?.respPubkey ?? "";
       const sas = c.protection.kind === "esession" ? c.protection.sas : undefined;
       sasBox.hidden = sas === undefined || c.verification === "verified";
       $("sas").textContent = sas ?? "";

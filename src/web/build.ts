@@ -6,7 +6,10 @@
  * src/identity, which SecureClient and TrustManager import for their Node defaults) are
  * replaced by a stub that throws if called: the page injects the browser provider
  * (src/crypto/browser.ts) and never takes those paths. A call would fail loudly
- * ("not available in the browser"), never fall back to something weaker.
+ * ("not available in the browser"), never fall back to something weaker. Two exceptions,
+ * so that peers' keys are recorded and fingerprinted by the library's own trust code:
+ * node:crypto's `createPublicKey` is ./shim-crypto.ts (Ed25519 and P-256 public keys
+ * only; RSA/DSA still throw), and the free identifier `Buffer` is ./shim-buffer.ts.
  *
  * Spec: none (build tooling); the output is what src/cli/web.ts serves.
  */
@@ -21,6 +24,14 @@ export const DEFAULT_OUT = resolve(HERE, "../../dist-web");
 const STUB = `
 const fail = (name) => () => { throw new Error(name + " is not available in the browser"); };
 module.exports = new Proxy({}, { get: (_t, name) => name === "__esModule" ? false : fail(String(name)) });
+`;
+
+/** node:crypto: createPublicKey from ./shim-crypto.ts, every other name the throwing stub. */
+const CRYPTO_STUB = `
+const shim = require(${JSON.stringify(join(HERE, "shim-crypto.ts"))});
+const fail = (name) => () => { throw new Error(name + " is not available in the browser"); };
+// createPublicKey is an own property: esbuild's ESM interop copies own properties only.
+module.exports = new Proxy({ createPublicKey: shim.createPublicKey }, { get: (t, name) => name === "__esModule" ? false : name in t ? t[name] : fail(String(name)) });
 `;
 
 export interface BuildResult {
@@ -43,10 +54,13 @@ export async function buildWeb(outDir: string = DEFAULT_OUT, opts: { minify?: bo
     sourcemap: true,
     metafile: true,
     logLevel: "silent",
+    inject: [join(HERE, "shim-buffer.ts")],
     plugins: [
       {
         name: "node-builtins-stub",
         setup(b) {
+          b.onResolve({ filter: /^(node:)?crypto$/ }, (a) => ({ path: a.path, namespace: "node-crypto-shim" }));
+          b.onLoad({ filter: /.*/, namespace: "node-crypto-shim" }, () => ({ contents: CRYPTO_STUB, loader: "js", resolveDir: HERE }));
           b.onResolve({ filter: /^(node:.*|crypto|fs|net|tls|os|path|ws|better-sqlite3)$/ }, (a) => ({ path: a.path, namespace: "node-stub" }));
           b.onLoad({ filter: /.*/, namespace: "node-stub" }, () => ({ contents: STUB, loader: "js" }));
         },

@@ -8,11 +8,10 @@
  * canonical <KeyValue/>)) with the Ed25519 <ECKeyValue/> form, so it reads the same in the
  * terminal client and `xmpp-e2e trust list`.
  *
- * Limitation (told to the user): the ESession cores sign synchronously
- * (SigningIdentity.sign), and WebCrypto signs asynchronously, so the browser negotiates
- * with init_pubkey/resp_pubkey 'none' and the SAS (XEP-0217) for now. `asyncSigner()`
- * gives the key the shape of SigningIdentity with a Promise-returning `sign`
- * ({@link AsyncSigningIdentity}), ready for the asynchronous signing step of the core.
+ * WebCrypto signs asynchronously: `asyncSigner()` gives the key the shape of the ESession
+ * core's AsyncSigningIdentity (`async: true`, a Promise-returning `sign`), so the core asks
+ * for the SIGMA signature between drains (docs/esession.md "Asynchronous signing") and the
+ * browser proves its identity with the key (XEP-0116 init_pubkey/resp_pubkey 'key').
  *
  * Spec: W3C Web Cryptography API (generateKey, exportKey 'raw' of a public key, sign with
  * Ed25519 per RFC 8032), IndexedDB 3.0 (CryptoKey is serializable), XEP-0116 v0.16
@@ -21,9 +20,11 @@
  */
 import { toBase64 } from "../core/bytes.js";
 import type { CryptoProvider } from "../crypto/provider.js";
+import type { AsyncSigningIdentity } from "../esession/identity.js";
 import { SIGN_ALG_URI } from "../identity/keys.js";
 import { buildKeyValue, fingerprint } from "../identity/keyvalue.js";
-import type { Element } from "../xml/index.js";
+
+export type { AsyncSigningIdentity };
 
 const DB = "xmpp-e2e";
 const STORE = "identity";
@@ -83,19 +84,12 @@ export async function sign(id: BrowserIdentity, data: Uint8Array): Promise<Uint8
 }
 
 /**
- * SigningIdentity (src/esession/identity.ts) with an asynchronous `sign`, the form a
- * WebCrypto key can take: the xmldsig algorithm URI (RFC 9231 eddsa-ed25519), the public
- * half as an XML-DSig <KeyValue/> (the Ed25519 <ECKeyValue/> form, as
- * docs/identity-and-trust.md), and a signer that never exposes the private key.
+ * The identity key as the ESession core's AsyncSigningIdentity (src/esession/identity.ts):
+ * the xmldsig algorithm URI (RFC 9231 eddsa-ed25519), the public half as an XML-DSig
+ * <KeyValue/> (the Ed25519 <ECKeyValue/> form, as docs/identity-and-trust.md), `async:
+ * true`, and a signer that never exposes the private key.
  */
-export interface AsyncSigningIdentity {
-  readonly signAlg: string;
-  readonly keyValue: Element;
-  sign(data: Uint8Array): Promise<Uint8Array>;
-}
-
-/** The identity key as an {@link AsyncSigningIdentity}. */
 export async function asyncSigner(id: BrowserIdentity): Promise<AsyncSigningIdentity> {
   const keyValue = buildKeyValue({ type: "ed25519", publicKey: toBase64(await publicKeyBytes(id)) });
-  return { signAlg: SIGN_ALG_URI.ed25519, keyValue, sign: (data) => sign(id, data) };
+  return { signAlg: SIGN_ALG_URI.ed25519, keyValue, async: true, sign: (data) => sign(id, data) };
 }
