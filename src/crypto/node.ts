@@ -13,6 +13,7 @@ import {
   createPublicKey,
   diffieHellman,
   getDiffieHellman,
+  hash as oneShotHash,
   type KeyObject,
   randomBytes,
   randomFillSync,
@@ -89,27 +90,41 @@ function dh(n: ModpGroup, x: Uint8Array) {
   return d;
 }
 
+/**
+ * A digest Buffer as a plain Uint8Array view, without a copy: node allocates every
+ * digest() result in its own ArrayBuffer (never in the shared Buffer pool), so the view
+ * pins nothing else.
+ */
+function view(b: Buffer): Uint8Array {
+  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+}
+
+/** The single-octet HKDF block counters 0x01..0x10 (RFC 5869 2.3), allocated once. */
+const HKDF_COUNTERS = Array.from({ length: 16 }, (_, i) => Uint8Array.of(i + 1));
+
+const AES_CTR: Record<number, string> = { 16: "aes-128-ctr", 24: "aes-192-ctr", 32: "aes-256-ctr" };
+
 export const nodeCrypto: CryptoProvider = {
   name: "node:crypto",
   hash(alg: HashAlg, ...parts) {
+    // One part (the common case): node's one-shot hash skips the Hash object.
+    if (parts.length === 1 && parts[0] !== undefined) return view(oneShotHash(alg, parts[0], "buffer"));
     const h = createHash(alg);
     for (const p of parts) h.update(p);
-    return new Uint8Array(h.digest());
+    return view(h.digest());
   },
   hmac(alg: HashAlg, key, ...parts) {
     const h = createHmac(alg, key);
     for (const p of parts) if (typeof p === "string") h.update(p, "utf8");
     else h.update(p);
-    return new Uint8Array(h.digest());
+    return view(h.digest());
   },
   aesCtr(key, iv, data) {
-    const alg = key.length === 16 ? "aes-128-ctr" : key.length === 24 ? "aes-192-ctr" : "aes-256-ctr";
-    if (![16, 24, 32].includes(key.length)) throw new RangeError("bad AES key length");
-    const c = createCipheriv(alg, key, iv);
-    const a = c.update(data);
-    const b = c.final();
-    // CTR is a stream mode: final() is empty and update() returned a fresh buffer.
-    return b.length === 0 ? a : Buffer.concat([a, b]);
+    const alg = AES_CTR[key.length];
+    if (alg === undefined) throw new RangeError("bad AES key length");
+    // CTR is a stream mode: update() returns every output octet and final() none, so the
+    // cipher is not finalized (one native call less per stanza).
+    return createCipheriv(alg, key, iv).update(data);
   },
   modp(n: ModpGroup) {
     return group(n);
@@ -141,15 +156,24 @@ export const nodeCrypto: CryptoProvider = {
     // RFC 5869 Expand only: `prk` is already pseudorandom (an Extract output). node's
     // hkdfSync runs Extract too, so Expand is the RFC 5869 2.3 loop over node's HMAC.
     // T(0) is empty, so the first block is HMAC(PRK, info | 0x01).
+    const first = view(createHmac(hash, prk).update(info).update(HKDF_COUNTERS[0] ?? Uint8Array.of(1)).digest());
+    // One block is all every key of this project needs (length <= HashLen).
+    if (length === first.length) return first;
+    if (length < first.length) {
+      const r = first.slice(0, length);
+      first.fill(0);
+      return r;
+    }
+    if (length > 255 * first.length) throw new RangeError("HKDF-Expand: length over 255 blocks");
     const out = new Uint8Array(length);
-    let t: Buffer | undefined;
-    for (let i = 1, o = 0; o < length; i++) {
-      const h = createHmac(hash, prk);
-      if (t) h.update(t);
-      t = h.update(info).update(Uint8Array.of(i)).digest();
+    out.set(first);
+    let t = first;
+    for (let i = 2, o = first.length; o < length; i++) {
+      t = view(createHmac(hash, prk).update(t).update(info).update(HKDF_COUNTERS[i - 1] ?? Uint8Array.of(i)).digest());
       out.set(t.subarray(0, Math.min(t.length, length - o)), o);
       o += t.length;
     }
+    first.fill(0);
     return out;
   },
 };
