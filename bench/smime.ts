@@ -59,7 +59,7 @@ import type { SmimeIdentity } from "../src/smime/cms.js";
 import { canonicalize } from "../src/smime/mime.js";
 import { protectEntity, unprotectEntity } from "../src/smime/protect.js";
 import { el, NS } from "../src/xml/index.js";
-import { compare, type Figure, measure, type Measurement, median, type Unit } from "./lib.js";
+import { type Figure, interleaved, type InterleavedOptions } from "./lib.js";
 
 const ALICE = parseFullJid("alice@example.org/bench");
 const BOB = parseFullJid("bob@example.com/bench");
@@ -72,45 +72,8 @@ const CIPHER = "aes-128-cbc" as const;
 
 const env = { random: systemRandom, clock: systemClock };
 
-interface FigureOptions {
-  readonly unit: Unit;
-  /** Rounds; each takes one sample of the baseline and one of the subject. */
-  readonly rounds: number;
-  /** Minimum duration of one sample. */
-  readonly sampleMs: number;
-}
-
 /** Sub-millisecond to a few ms per op: 250 ms samples hold hundreds of ops; 4 figures x ~3.5 s. */
-const SMIME_OPTS: FigureOptions = { unit: "ops/s", rounds: 5, sampleMs: 250 };
-const FIRST_WARMUP_MS = 300;
-const ROUND_WARMUP_MS = 30;
-
-function summarize(name: string, unit: Unit, rates: readonly number[]): Measurement {
-  return { name, unit, median: median(rates), min: Math.min(...rates), max: Math.max(...rates) };
-}
-
-/**
- * Measures subject and baseline in interleaved rounds (one sample each per round, ABBA
- * order) and compares the medians: the same method as bench/run.ts's figure(), for
- * async subjects.
- */
-async function interleaved(name: string, subject: () => unknown, baselineName: string, baseline: () => unknown, opts: FigureOptions): Promise<Figure> {
-  const subjectRates: number[] = [];
-  const baselineRates: number[] = [];
-  for (let round = 0; round < opts.rounds; round++) {
-    const order = round % 2 === 0 ? (["baseline", "subject"] as const) : (["subject", "baseline"] as const);
-    for (const which of order) {
-      const m = await measure(which === "subject" ? name : baselineName, which === "subject" ? subject : baseline, {
-        unit: opts.unit,
-        minTimeMs: opts.sampleMs,
-        samples: 1,
-        warmupMs: round === 0 ? FIRST_WARMUP_MS : ROUND_WARMUP_MS,
-      });
-      (which === "subject" ? subjectRates : baselineRates).push(m.median);
-    }
-  }
-  return compare(summarize(name, opts.unit, subjectRates), summarize(baselineName, opts.unit, baselineRates));
-}
+const SMIME_OPTS: InterleavedOptions = { unit: "ops/s", rounds: 5, sampleMs: 250 };
 
 /** A Message/CPIM object of exactly `size` bytes (CRLF-canonical), Alice to Bob. */
 export function cpimObject(size: number): string {

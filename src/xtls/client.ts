@@ -794,30 +794,7 @@ export class XtlsClient {
 
   /** Resolves with the first event of `type`; rejects if the session ends first. */
   private waitFor<T extends JingleEvent["type"]>(ctx: Ctx, type: T): Promise<Extract<JingleEvent, { type: T }>> {
-    return new Promise((resolve, reject) => {
-      const check = (e: JingleEvent): boolean => {
-        if (e.type === type) {
-          resolve(e as Extract<JingleEvent, { type: T }>);
-          return true;
-        }
-        if (e.type === "terminated" || e.type === "failed") {
-          reject(this.endError(e));
-          return true;
-        }
-        return false;
-      };
-      const i = ctx.backlog.findIndex((e) => e.type === type || e.type === "terminated" || e.type === "failed");
-      if (i !== -1) {
-        check(ctx.backlog.splice(i, 1)[0] as JingleEvent);
-        return;
-      }
-      const w = (e: JingleEvent): boolean => {
-        const hit = check(e);
-        if (hit) ctx.waiters.splice(ctx.waiters.indexOf(w), 1);
-        return hit;
-      };
-      ctx.waiters.push(w);
-    });
+    return this.waitForAny(ctx, [type]);
   }
 
   /** Races `p` against the ack timeout; on expiry the session fails with `err`. */
