@@ -1,7 +1,7 @@
 /**
  * The state store on a real PostgreSQL server (test/harness/postgres.ts, loopback only):
- * the shared store contracts (test/unit/store-contract.ts) run against PostgreSQL with
- * MemoryStore and SQLite side by side, PostgreSQL-only properties (migrations under
+ * the shared store contracts (test/unit/store-contract.ts; MemoryStore and SQLite run them in
+ * test/unit/store.test.ts and test/unit/trust-store.test.ts), PostgreSQL-only properties (migrations under
  * concurrent opens, a borrowed pool, error mapping, corrupt rows), and two Node processes
  * sharing one database racing to consume the same one-time offline values and to rotate
  * the same retained secrets: each is consumed exactly once.
@@ -15,21 +15,13 @@
  */
 import assert from "node:assert/strict";
 import { fork, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
 import type { PoolConfig } from "pg";
 import { parseJid } from "../../src/core/types.js";
-import { MemoryStore } from "../../src/store/memory.js";
-import { MemoryOfflineStore, type OfflineStore } from "../../src/store/offline.js";
-import { openSqliteOfflineStore } from "../../src/store/offline-sqlite.js";
+import type { OfflineStore } from "../../src/store/offline.js";
 import { openPgOfflineStore, openPgReplayCache, openPgStore, PG_SCHEMA_VERSION } from "../../src/store/postgres.js";
-import { MemoryReplayCache } from "../../src/store/replay.js";
-import { openSqliteReplayCache } from "../../src/store/replay-sqlite.js";
-import { openSqliteStore } from "../../src/store/sqlite.js";
 import type { FullStore } from "../../src/store/trust-types.js";
 import { StoreError } from "../../src/store/types.js";
 import { startPostgres, type PostgresInstance } from "../harness/postgres.js";
@@ -39,13 +31,22 @@ import {
   secret,
   storeContract,
   storeRaceContract,
+  T0,
   trustContract,
   type StoreFactory,
 } from "../unit/store-contract.js";
 
 const alice = parseJid("alice@example.org");
 const bob = parseJid("bob@example.com");
-const T0 = Date.UTC(2026, 0, 1);
+
+/** What each worker process reports after the race. */
+interface WorkerResult {
+  name: string;
+  taken: string[];
+  seen: string[];
+  replaced: string[];
+  errors: number;
+}
 
 if (process.env["XMPP_E2E_PG_WORKER"] !== undefined) await worker();
 else suites();
@@ -55,15 +56,12 @@ else suites();
 function suites(): void {
   let server: PostgresInstance | undefined;
   let n = 0;
-  const tmpRoot = mkdtempSync(join(tmpdir(), "xmpp-e2e-store-contract-"));
-  const tmpPath = (): string => join(tmpRoot, `t${n++}`, "store.db");
 
   before(async () => {
     server = await startPostgres();
   });
   after(async () => {
     await server?.stop();
-    rmSync(tmpRoot, { recursive: true, force: true });
   });
 
   const pgConfig = (): PoolConfig => {
@@ -73,20 +71,6 @@ function suites(): void {
   /** Each PostgreSQL store gets a fresh schema in the one server: empty, isolated. */
   const freshSchema = (): string => `t${n++}`;
 
-  const memory: StoreFactory<FullStore> = {
-    open: () => new MemoryStore(),
-    openPair: async () => {
-      const s = new MemoryStore();
-      return [s, s] as const;
-    },
-  };
-  const sqlite: StoreFactory<FullStore> = {
-    open: () => openSqliteStore(tmpPath()),
-    openPair: async () => {
-      const p = tmpPath();
-      return [openSqliteStore(p), openSqliteStore(p)] as const;
-    },
-  };
   const postgres: StoreFactory<FullStore> = {
     open: () => openPgStore({ connection: pgConfig(), schema: freshSchema() }),
     openPair: async () => {
@@ -94,30 +78,9 @@ function suites(): void {
       return [await openPgStore({ connection: pgConfig(), schema }), await openPgStore({ connection: pgConfig(), schema })] as const;
     },
   };
-  for (const [kind, f] of [
-    ["MemoryStore", memory],
-    ["SQLite", sqlite],
-    ["PostgreSQL", postgres],
-  ] as const) {
-    storeContract(kind, f);
-    trustContract(kind, f);
-    storeRaceContract(kind, f);
-  }
-
-  offlineContract("MemoryOfflineStore", {
-    open: () => new MemoryOfflineStore(),
-    openPair: async () => {
-      const s = new MemoryOfflineStore();
-      return [s, s] as const;
-    },
-  });
-  offlineContract("SQLite", {
-    open: () => openSqliteOfflineStore(tmpPath()),
-    openPair: async () => {
-      const p = tmpPath();
-      return [openSqliteOfflineStore(p), openSqliteOfflineStore(p)] as const;
-    },
-  });
+  storeContract("PostgreSQL", postgres);
+  trustContract("PostgreSQL", postgres);
+  storeRaceContract("PostgreSQL", postgres);
   offlineContract("PostgreSQL", {
     open: () => openPgOfflineStore({ connection: pgConfig(), schema: freshSchema() }),
     openPair: async () => {
@@ -125,8 +88,6 @@ function suites(): void {
       return [await openPgOfflineStore({ connection: pgConfig(), schema }), await openPgOfflineStore({ connection: pgConfig(), schema })] as const;
     },
   });
-  replayContract("MemoryReplayCache", { open: () => new MemoryReplayCache() });
-  replayContract("SQLite", { open: () => openSqliteReplayCache(tmpPath()) });
   replayContract("PostgreSQL", { open: () => openPgReplayCache({ connection: pgConfig(), schema: freshSchema() }) });
 
   describe("PostgreSQL store: the database", () => {
@@ -251,13 +212,6 @@ function suites(): void {
     });
   });
 
-  interface WorkerResult {
-    name: string;
-    taken: string[];
-    seen: string[];
-    replaced: string[];
-    errors: number;
-  }
   function startWorker(name: string, schema: string): { proc: ChildProcess; ready: Promise<void>; done: Promise<WorkerResult> } {
     const proc = fork(fileURLToPath(import.meta.url), [], {
       execArgv: ["--import", "tsx"],
@@ -296,7 +250,7 @@ async function worker(): Promise<void> {
     const msg = m as { go?: boolean; rounds: number; srs: string[] };
     if (msg.go !== true) return;
     void (async () => {
-      const result: WorkerResult0 = { name, taken: [], seen: [], replaced: [], errors: 0 };
+      const result: WorkerResult = { name, taken: [], seen: [], replaced: [], errors: 0 };
       for (let i = 0; i < msg.rounds; i++) {
         const [set, fresh, rotated] = await Promise.all([
           offline.take(alice, `set-${i}`),
@@ -322,12 +276,4 @@ async function worker(): Promise<void> {
     })();
   });
   send({ ready: true });
-}
-
-interface WorkerResult0 {
-  name: string;
-  taken: string[];
-  seen: string[];
-  replaced: string[];
-  errors: number;
 }

@@ -6,11 +6,11 @@
  * handles on ONE backing store (two connections, two pools: what two processes see), for
  * the races that only show across connections.
  *
- * The retained-secret and trust cases are the ones of test/unit/store.test.ts and
- * test/unit/trust-store.test.ts (run there against MemoryStore and SQLite), taking an async
- * factory so a networked database can run them; the offline, replay and concurrency cases
- * are added here. Used by test/interop/store-postgres.test.ts for MemoryStore, SQLite and
- * PostgreSQL side by side.
+ * Run against MemoryStore and SQLite by test/unit/store.test.ts (retained secrets, races,
+ * offline store, replay cache) and test/unit/trust-store.test.ts (identities and trust),
+ * and against PostgreSQL by test/interop/store-postgres.test.ts; the factories are async so
+ * a networked database can run them. Backend-specific cases (files, migrations, pools)
+ * stay in those files.
  *
  * Spec: XEP-0116 v0.16 sections 4.7.3 / 4.8.1, XEP-0217 v0.1 sections 4.5.4 / 4.6.1
  * (retained secrets: destroy the old SRS, securely store the new one, extended search over
@@ -24,7 +24,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { inspect } from "node:util";
 import { toBase64, toHex } from "../../src/core/bytes.js";
-import { parseJid, type Jid } from "../../src/core/types.js";
+import { parseJid } from "../../src/core/types.js";
 import type { OfflineStore, StoredOfflineSecret } from "../../src/store/offline.js";
 import type { ReplayCache } from "../../src/store/replay.js";
 import type { FullStore } from "../../src/store/trust-types.js";
@@ -55,7 +55,8 @@ export function secret(tag: number): Uint8Array {
   return s;
 }
 
-const bytes = (tag: number, len = 48): Uint8Array => {
+/** Distinctive bytes (keys, nonces) of a given length. */
+export const bytes = (tag: number, len = 48): Uint8Array => {
   const b = new Uint8Array(len);
   for (let i = 0; i < len; i++) b[i] = (tag * 37 + i * 11) & 0xff;
   b[0] = 0xc3;
@@ -63,11 +64,13 @@ const bytes = (tag: number, len = 48): Uint8Array => {
   return b;
 };
 
-function isStoreError(condition: StoreError["condition"]) {
+/** A predicate for assert.rejects / assert.throws: a StoreError with that condition. */
+export function isStoreError(condition: StoreError["condition"]): (e: unknown) => boolean {
   return (e: unknown) => e instanceof StoreError && e.condition === condition;
 }
 
-const T0 = Date.UTC(2026, 0, 1);
+/** The contracts' epoch (any fixed time works; stores take `now` from the caller). */
+export const T0 = Date.UTC(2026, 0, 1);
 
 export function storeContract(kind: string, factory: StoreFactory<Store>): void {
   const open = factory.open;
@@ -547,7 +550,6 @@ export function trustContract(kind: string, factory: StoreFactory<FullStore>): v
   });
 }
 
-
 /** Races: many concurrent calls on one handle, and calls on two handles of one store. */
 export function storeRaceContract(kind: string, factory: StoreFactory<FullStore>): void {
   describe(`store races: ${kind}`, () => {
@@ -738,6 +740,3 @@ export function replayContract(kind: string, factory: StoreFactory<ReplayCache>)
     });
   });
 }
-
-/** Silences "declared but never read" for helpers only some suites use. */
-export const _jids: readonly Jid[] = [alice, aliceFull, bob, bobFull, carol, other, mallory];
