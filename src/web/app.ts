@@ -104,6 +104,8 @@ const VERIFIABLE = "Ed25519 or ECDSA P-256";
 export function authState(c: Conversation): AuthState {
   if (c.protection.kind !== "esession") return { kind: "none", text: "" };
   const sas = c.protection.sas;
+  if (c.fingerprint !== undefined && (c.trust === "untrusted" || c.trust === "revoked"))
+    return { kind: "key", text: `their key ${c.fingerprint} is ${c.trust === "revoked" ? "REVOKED" : "NOT TRUSTED (not the key they used before)"}: see the alert` };
   if (c.fingerprint !== undefined) {
     if (c.verification === "verified") return { kind: "key", text: `verified by key: their key ${c.fingerprint}` };
     return { kind: "key", text: `identified by key ${c.fingerprint} (trusted on first use)${sas ? ": compare SAS to verify it" : ""}` };
@@ -175,7 +177,20 @@ class WebApp {
       this.sessions.set(bare, { initPubkey: e.initPubkey, respPubkey: e.respPubkey, peerKey: e.peerKey !== undefined });
       if (e.peerKey === undefined)
         app.model.say(bare, "warn", `${bare} did not prove an ${VERIFIABLE} key in this session: only the SAS authenticates them`);
-    } else if (e.type === "failed" && e.error.fields.includes("sign_algs")) {
+    } else if (e.type === "failed") {
+      // SecureClient reports a refused key (identity-mismatch) before it ends the session:
+      // once it has, the conversation is no longer encrypted (the controller looked too early).
+      const peer = e.peer;
+      setTimeout(() => {
+        const c = app.model.conversations.get(bareJid(peer));
+        if (c && c.peer === peer && c.protection.kind === "esession" && !app.client.session(peer)?.isActive) {
+          c.protection = { kind: "none" };
+          c.verification = "n/a";
+          this.draw();
+        }
+      }, 0);
+    }
+    if (e.type === "failed" && e.error.fields.includes("sign_algs")) {
       const bare = bareJid(e.peer);
       // XEP-0116: one sign_algs value for both signatures; a peer whose key is RSA or DSA
       // cannot agree on one with this page (./verifier.ts).
