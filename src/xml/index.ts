@@ -8,8 +8,7 @@
  *
  * Stanzas are ltx Elements; nothing in this project builds XML by string concatenation.
  */
-import { Element, clone, escapeXML, escapeXMLText } from "ltx";
-import SaxLtxModule from "ltx/lib/parsers/ltx.js";
+import { Element, clone, escapeXML, escapeXMLText, unescapeXML } from "ltx";
 import { getLimits, type Limits } from "../limits.js";
 
 export { Element };
@@ -77,15 +76,6 @@ export interface XmlParseOptions {
   readonly stats?: XmlParseStats;
 }
 
-interface SaxParser {
-  write(data: string): void;
-  end(): void;
-  on(ev: "startElement", h: (name: string, attrs: Record<string, string>) => void): void;
-  on(ev: "endElement", h: (name: string) => void): void;
-  on(ev: "text", h: (text: string) => void): void;
-}
-const SaxLtx = SaxLtxModule as unknown as new () => SaxParser;
-
 /**
  * Markup RFC 6120 section 11.1 forbids and ltx would silently skip: `<!DOCTYPE`,
  * `<!ENTITY`, `<!ELEMENT`, `<!ATTLIST`, `<!NOTATION` (anything `<!` that is neither a
@@ -94,68 +84,174 @@ const SaxLtx = SaxLtxModule as unknown as new () => SaxParser;
  */
 const RESTRICTED = /<!(?!--|\[CDATA\[)/;
 
+/** XML whitespace (XML 1.0 production S). */
+function isSpace(c: number): boolean {
+  return c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d;
+}
+
+/** Characters that end an element or attribute name. */
+function endsName(c: number): boolean {
+  return isSpace(c) || c === 0x3e /* > */ || c === 0x2f /* / */ || c === 0x3d /* = */;
+}
+
+/** Characters no element or attribute name may contain (XML 1.0 production Name). */
+const BAD_NAME = /[<>&"'=/\s]/;
+
+/**
+ * Character data between tags: unescaped into `cursor`, or refused outside the root unless
+ * it is whitespace. (A module function, not a closure: no allocation per parse.)
+ */
+function appendText(cursor: Element | undefined, t: string): void {
+  if (cursor !== undefined) cursor.children.push(unescape(t));
+  else if (t.trim() !== "") throw new XmlError("text outside the root element");
+}
+
+/** Entity and character references replaced (ltx's table; anything else is refused). */
+function unescape(s: string): string {
+  if (!s.includes("&")) return s;
+  try {
+    return unescapeXML(s);
+  } catch {
+    // ltx throws plain Errors for unknown entities and illegal character references.
+    throw new XmlError("unknown entity or illegal character reference");
+  }
+}
+
 /**
  * Parses one element. Throws {@link XmlError} on malformed XML, a DTD or entity
  * declaration (restricted-xml), or input beyond the XML limits of ../limits.ts
  * (policy-violation): total size is checked before tokenizing; depth, element count,
  * attribute count and attribute size as each start tag is read, so a hostile input stops
  * the parse at the first element over a limit.
+ *
+ * The tokenizer is a single pass over the string with indexOf (no SAX events, no closure
+ * per call): every stanza received and every decrypted XEP-0200 payload goes through it.
+ * It builds ltx Elements as ltx's own parser does (entities through ltx's unescapeXML,
+ * comments and processing instructions skipped, CDATA as text) and is stricter where XML
+ * 1.0 is: unquoted or duplicate attributes, `<` in an attribute value, a tag left open
+ * and content after the root element are not-well-formed.
  */
 export function parseXml(s: string, opts: XmlParseOptions = {}): Element {
-  const lim = xmlLimits(opts.limits);
+  const lim = opts.limits === undefined ? getLimits() : xmlLimits(opts.limits);
   const stats = opts.stats;
   if (s.length > lim.maxStanzaBytes) throw new XmlError("too large", "policy-violation");
   if (s.includes("<!") && RESTRICTED.test(s)) throw new XmlError("DTDs and entity declarations are not allowed", "restricted-xml");
-  const sax = new SaxLtx();
+  if (stats) stats.scanned += s.length;
+  const len = s.length;
   let root: Element | undefined;
   let cursor: Element | undefined;
   let depth = 0;
   let count = 0;
   let done = false;
-  sax.on("startElement", (name, attrs) => {
+  let pos = 0;
+  while (pos < len) {
+    const lt = s.indexOf("<", pos);
+    if (lt === -1) {
+      appendText(cursor, s.slice(pos));
+      break;
+    }
+    if (lt > pos) appendText(cursor, s.slice(pos, lt));
+    const c = s.charCodeAt(lt + 1);
+    if (c === 0x21 /* ! */) {
+      if (s.startsWith("<!--", lt)) {
+        const end = s.indexOf("-->", lt + 4);
+        if (end === -1) throw new XmlError("unclosed comment");
+        pos = end + 3;
+      } else if (s.startsWith("<![CDATA[", lt)) {
+        const end = s.indexOf("]]>", lt + 9);
+        if (end === -1) throw new XmlError("unclosed CDATA section");
+        const data = s.slice(lt + 9, end);
+        if (cursor !== undefined) {
+          if (data.length > 0) cursor.children.push(data);
+        } else if (data.trim() !== "") throw new XmlError("text outside the root element");
+        pos = end + 3;
+      } else throw new XmlError("DTDs and entity declarations are not allowed", "restricted-xml");
+      continue;
+    }
+    if (c === 0x3f /* ? */) {
+      const end = s.indexOf("?>", lt + 2);
+      if (end === -1) throw new XmlError("unclosed processing instruction");
+      pos = end + 2;
+      continue;
+    }
+    if (c === 0x2f /* / */) {
+      const gt = s.indexOf(">", lt + 2);
+      if (gt === -1) throw new XmlError("unclosed end tag");
+      const name = s.slice(lt + 2, gt).trimEnd();
+      if (cursor === undefined || cursor.name !== name) throw new XmlError("mismatched end tag");
+      depth--;
+      const parent = cursor.parent;
+      if (parent === null || depth === 0) {
+        cursor = undefined;
+        done = true;
+      } else cursor = parent;
+      pos = gt + 1;
+      continue;
+    }
+    // A start tag.
     if (done) throw new XmlError("content after the root element");
+    let i = lt + 1;
+    while (i < len && !endsName(s.charCodeAt(i))) i++;
+    const name = s.slice(lt + 1, i);
+    if (name.length === 0 || BAD_NAME.test(name)) throw new XmlError("bad element name");
     depth++;
     count++;
     if (stats) stats.elements++;
     if (depth > lim.maxXmlDepth) throw new XmlError("nested too deeply", "policy-violation");
     if (count > lim.maxXmlElements) throw new XmlError("too many elements", "policy-violation");
+    const e = new Element(name);
+    const attrs = e.attrs as Record<string, string>;
     let n = 0;
-    for (const k in attrs) {
+    let selfClosing = false;
+    for (;;) {
+      while (i < len && isSpace(s.charCodeAt(i))) i++;
+      if (i >= len) throw new XmlError("unclosed start tag");
+      const ch = s.charCodeAt(i);
+      if (ch === 0x3e /* > */) {
+        i++;
+        break;
+      }
+      if (ch === 0x2f /* / */) {
+        if (s.charCodeAt(i + 1) !== 0x3e) throw new XmlError("bad start tag");
+        selfClosing = true;
+        i += 2;
+        break;
+      }
+      const a = i;
+      while (i < len && !endsName(s.charCodeAt(i))) i++;
+      const attr = s.slice(a, i);
+      if (attr.length === 0 || BAD_NAME.test(attr)) throw new XmlError("bad attribute name");
+      while (i < len && isSpace(s.charCodeAt(i))) i++;
+      if (s.charCodeAt(i) !== 0x3d /* = */) throw new XmlError("attribute without a value");
+      i++;
+      while (i < len && isSpace(s.charCodeAt(i))) i++;
+      const q = s.charCodeAt(i);
+      if (q !== 0x22 && q !== 0x27) throw new XmlError("unquoted attribute value");
+      const close = s.indexOf(q === 0x22 ? '"' : "'", i + 1);
+      if (close === -1) throw new XmlError("unclosed attribute value");
       n++;
       if (stats) stats.attributes++;
       if (n > lim.maxXmlAttributes) throw new XmlError("too many attributes", "policy-violation");
-      if ((attrs[k] ?? "").length > lim.maxXmlAttributeBytes) throw new XmlError("attribute too large", "policy-violation");
+      const raw = s.slice(i + 1, close);
+      if (raw.includes("<")) throw new XmlError("'<' in an attribute value");
+      if (Object.prototype.hasOwnProperty.call(attrs, attr)) throw new XmlError("duplicate attribute");
+      const v = unescape(raw);
+      if (v.length > lim.maxXmlAttributeBytes) throw new XmlError("attribute too large", "policy-violation");
+      attrs[attr] = v;
+      i = close + 1;
     }
-    const e = new Element(name, attrs);
     if (cursor === undefined) root = e;
-    else cursor.cnode(e);
-    cursor = e;
-  });
-  sax.on("endElement", (name) => {
-    if (cursor === undefined || cursor.name !== name) throw new XmlError("mismatched end tag");
-    depth--;
-    const parent = cursor.parent;
-    if (parent === null || depth === 0) {
-      cursor = undefined;
-      done = true;
-    } else cursor = parent;
-  });
-  sax.on("text", (t) => {
-    if (cursor !== undefined) cursor.t(t);
-    else if (t.trim() !== "") throw new XmlError("text outside the root element");
-  });
-  try {
-    if (stats) stats.scanned += s.length;
-    sax.write(s);
-    sax.end();
-  } catch (e) {
-    if (e instanceof XmlError) throw e;
-    // ltx throws plain Errors for unknown entities and illegal character references.
-    throw new XmlError("parse failed");
+    else {
+      e.parent = cursor;
+      cursor.children.push(e);
+    }
+    if (selfClosing) {
+      depth--;
+      if (depth === 0) done = true;
+    } else cursor = e;
+    pos = i;
   }
   if (root === undefined || !done) throw new XmlError(root === undefined ? "no root element" : "unclosed element");
-  // ltx reports text only when a following tag starts: check what trails the root.
-  if (s.slice(s.lastIndexOf(">") + 1).trim() !== "") throw new XmlError("text outside the root element");
   root.parent = null;
   return root;
 }
