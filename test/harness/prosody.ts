@@ -9,18 +9,19 @@
  *
  * Each instance lives in its own mkdtemp directory (config, data, pid file, log) with its
  * own free ports, so several can run at once. `stop()` kills it and removes the
- * directory. Prosody is started through a small shell watchdog whose stdin is a pipe from
- * this process: if this process dies in any way (even SIGKILL) the pipe closes and the
- * watchdog kills Prosody; an 'exit' handler and SIGINT/SIGTERM/SIGHUP handlers also kill
- * every live instance and remove its directory (after a SIGKILL of this process only the
- * directory under the OS temp dir is left behind, never a running Prosody). Passwords are passed to prosodyctl as arguments and never logged.
+ * directory. Prosody is started through the shell watchdog of test/harness/watchdog.ts
+ * whose stdin is a pipe from this process: if this process dies in any way (even SIGKILL)
+ * the pipe closes and the watchdog kills Prosody; an 'exit' handler and
+ * SIGINT/SIGTERM/SIGHUP handlers also kill every live instance and remove its directory
+ * (after a SIGKILL of this process only the directory under the OS temp dir is left
+ * behind, never a running Prosody). Passwords are passed to prosodyctl as arguments and
+ * never logged.
  */
-import { spawn, execFile, type ChildProcessByStdio } from "node:child_process";
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
-import { createServer, connect as netConnect } from "node:net";
+import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
+import { connect as netConnect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable, Writable } from "node:stream";
+import { freePort, run, sleep, WatchedServer, watchdogScript } from "./watchdog.js";
 
 export interface ProsodyOptions {
   /** Accounts to create before start, as [username, password] (domain "localhost"). */
@@ -63,19 +64,6 @@ function lua(s: string): string {
   return `"${s.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n")}"`;
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const addr = srv.address();
-      const port = typeof addr === "object" && addr !== null ? addr.port : 0;
-      srv.close(() => (port > 0 ? resolve(port) : reject(new ProsodyHarnessError("no free port"))));
-    });
-  });
-}
-
 function accepts(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const s = netConnect({ host: "127.0.0.1", port });
@@ -90,85 +78,8 @@ function accepts(port: number): Promise<boolean> {
   });
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-/** Whether `p` settles within `ms` (the timer is cleared either way). */
-function exitsWithin(p: Promise<void>, ms: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const t = setTimeout(() => resolve(false), ms);
-    void p.then(() => {
-      clearTimeout(t);
-      resolve(true);
-    });
-  });
-}
-
-function run(file: string, args: readonly string[], timeoutMs: number): Promise<{ stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    execFile(file, args, { timeout: timeoutMs, env: { ...process.env, LANG: "C" } }, (err, stdout, stderr) => {
-      if (err) reject(Object.assign(err, { stdout, stderr }));
-      else resolve({ stdout, stderr });
-    });
-  });
-}
-
-// ---- cleanup of every live instance, however this process ends ----
-
-interface Live {
-  pid: number | undefined;
-  dir: string;
-}
-const live = new Set<Live>();
-let hooksInstalled = false;
-
-function killAllSync(): void {
-  for (const l of live) {
-    if (l.pid !== undefined) {
-      try {
-        process.kill(l.pid, "SIGKILL");
-      } catch {
-        /* already gone */
-      }
-    }
-    try {
-      rmSync(l.dir, { recursive: true, force: true });
-    } catch {
-      /* best effort */
-    }
-  }
-  live.clear();
-}
-
-function installHooks(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  process.on("exit", killAllSync);
-  for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"] as const) {
-    const onSignal = (): void => {
-      killAllSync();
-      process.removeListener(sig, onSignal);
-      process.kill(process.pid, sig); // die of the same signal, as without the handler
-    };
-    process.on(sig, onSignal);
-  }
-}
-
-/**
- * The watchdog: prints Prosody's pid, then waits; EOF on its stdin (this process closed
- * the pipe or died) kills Prosody. It exits with Prosody's status.
- */
-const WATCHDOG = `
-exec 3<&0
-"$0" -F --config "$1" </dev/null 3<&- &
-p=$!
-echo "$p"
-{ cat <&3 >/dev/null; kill -KILL "$p" 2>/dev/null; } &
-w=$!
-wait "$p"
-rc=$?
-kill "$w" 2>/dev/null
-exit "$rc"
-`;
+/** The watchdog: EOF on its stdin (this process closed the pipe or died) kills Prosody. */
+const WATCHDOG = watchdogScript(`"$0" -F --config "$1"`, `kill -KILL "$p" 2>/dev/null`);
 
 function config(dir: string, c2sPort: number, httpPort: number, opts: ProsodyOptions): string {
   const modules = ["roster", "saslauth", "disco", "pep", "carbons", "offline", "ping", "register"];
@@ -213,19 +124,17 @@ function config(dir: string, c2sPort: number, httpPort: number, opts: ProsodyOpt
 export async function startProsody(opts: ProsodyOptions = {}): Promise<ProsodyInstance> {
   if (!existsSync(PROSODY) || !existsSync(PROSODYCTL))
     throw new ProsodyHarnessError(`Prosody is not installed (${PROSODY}); .ci/run installs it with apt-get`);
-  installHooks();
   const dir = mkdtempSync(join(tmpdir(), "xmpp-e2e-prosody-"));
-  const entry: Live = { pid: undefined, dir };
-  live.add(entry);
+  const server = new WatchedServer(dir, "SIGKILL");
   mkdirSync(join(dir, "data"));
   mkdirSync(join(dir, "certs"));
-  const c2sPort = await freePort();
-  let httpPort = await freePort();
-  while (httpPort === c2sPort) httpPort = await freePort();
+  const portError = (m: string): Error => new ProsodyHarnessError(m);
+  const c2sPort = await freePort(portError);
+  let httpPort = await freePort(portError);
+  while (httpPort === c2sPort) httpPort = await freePort(portError);
   const cfg = join(dir, "prosody.cfg.lua");
   writeFileSync(cfg, config(dir, c2sPort, httpPort, opts));
   const logFile = join(dir, "prosody.log");
-  let consoleOut = "";
 
   const logTail = (lines = 40): string => {
     let log = "";
@@ -234,6 +143,7 @@ export async function startProsody(opts: ProsodyOptions = {}): Promise<ProsodyIn
     } catch {
       /* not written yet */
     }
+    const consoleOut = server.output;
     const all = `${log}${consoleOut === "" ? "" : `\n[console]\n${consoleOut}`}`.trimEnd().split("\n");
     return all.slice(-lines).join("\n");
   };
@@ -248,87 +158,30 @@ export async function startProsody(opts: ProsodyOptions = {}): Promise<ProsodyIn
     }
   };
 
-  let child: ChildProcessByStdio<Writable, Readable, Readable> | undefined;
-  let exited: Promise<void> = Promise.resolve();
-  let exitInfo: string | undefined;
-  const stop = async (stopOpts: { graceful?: boolean } = {}): Promise<void> => {
-    if (child !== undefined && exitInfo === undefined) {
-      const pid = entry.pid;
-      if (pid !== undefined) {
-        try {
-          process.kill(pid, stopOpts.graceful === true ? "SIGTERM" : "SIGKILL");
-        } catch {
-          /* gone */
-        }
-      }
-      child.stdin.end();
-      const gracefulMs = stopOpts.graceful === true ? 5_000 : 2_000;
-      if (!(await exitsWithin(exited, gracefulMs))) {
-        if (pid !== undefined) {
-          try {
-            process.kill(pid, "SIGKILL");
-          } catch {
-            /* gone */
-          }
-        }
-        await exitsWithin(exited, 1_000);
-      }
-    }
-    live.delete(entry);
-    rmSync(dir, { recursive: true, force: true });
-  };
+  const stop = (stopOpts: { graceful?: boolean } = {}): Promise<void> =>
+    server.stop(
+      stopOpts.graceful === true
+        ? { signal: "SIGTERM", graceMs: 5_000, killMs: 1_000 }
+        : { signal: "SIGKILL", graceMs: 2_000, killMs: 1_000 },
+    );
 
   try {
     for (const [u, p] of opts.users ?? []) await register(u, p);
 
-    child = spawn("/bin/sh", ["-c", WATCHDOG, PROSODY, cfg], {
-      stdio: ["pipe", "pipe", "pipe"],
-      env: { ...process.env, LANG: "C" },
-    });
-    const proc = child;
-    exited = new Promise((resolve) => {
-      proc.once("exit", (code, signal) => {
-        exitInfo = `exited with ${signal ?? `code ${String(code)}`}`;
-        proc.stdin.destroy();
-        resolve();
-      });
-    });
-    const pidLine = new Promise<number | undefined>((resolve) => {
-      let buf = "";
-      proc.stdout.on("data", (d: Buffer) => {
-        if (entry.pid === undefined) {
-          buf += d.toString("utf8");
-          const nl = buf.indexOf("\n");
-          if (nl !== -1) {
-            const pid = Number(buf.slice(0, nl).trim());
-            entry.pid = Number.isInteger(pid) && pid > 0 ? pid : undefined;
-            consoleOut += buf.slice(nl + 1);
-            resolve(entry.pid);
-          }
-        } else consoleOut = (consoleOut + d.toString("utf8")).slice(-20_000);
-      });
-      proc.once("exit", () => resolve(entry.pid));
-    });
-    proc.stderr.on("data", (d: Buffer) => {
-      consoleOut = (consoleOut + d.toString("utf8")).slice(-20_000);
-    });
-    await pidLine;
+    await server.start("/bin/sh", ["-c", WATCHDOG, PROSODY, cfg]);
 
     const timeoutMs = opts.startTimeoutMs ?? 15_000;
     const started = Date.now();
     const ports = opts.websocket === true ? [c2sPort, httpPort] : [c2sPort];
     for (;;) {
-      if (exitInfo !== undefined) throw new ProsodyHarnessError(`Prosody ${exitInfo} during startup`);
+      if (server.exitInfo !== undefined) throw new ProsodyHarnessError(`Prosody ${server.exitInfo} during startup`);
       const ok = await Promise.all(ports.map(accepts));
       if (ok.every(Boolean)) break;
       if (Date.now() - started > timeoutMs)
         throw new ProsodyHarnessError(`Prosody did not accept on port(s) ${ports.join(", ")} within ${timeoutMs} ms`);
       await sleep(25);
     }
-    // From here on the instance must not keep the test process alive: a test that forgets
-    // stop() still exits, and the exit hook (or the watchdog) kills Prosody.
-    child.unref();
-    for (const s of [child.stdin, child.stdout, child.stderr]) (s as unknown as { unref?: () => void }).unref?.();
+    server.detach();
   } catch (e) {
     const tail = logTail();
     await stop();
