@@ -1413,10 +1413,12 @@ export class SecureClient {
         if (verdict && (verdict.trust === "untrusted" || verdict.trust === "revoked")) {
           // XEP-0116 4.4.2: only a key she "can confirm (or has previously confirmed)".
           const err = new ESessionError("identity-mismatch", `the peer's key is ${verdict.trust}`, ["identity"]);
+          // Ended before anyone hears of it: a listener that looks at the session on
+          // "failed" must not find it active.
+          s.terminate();
           this.emit({ type: "failed", peer, error: err });
           this.waiters.get(s)?.reject(err);
           this.waiters.delete(s);
-          s.terminate();
           this.abandonDevice(peer, "failed");
           return;
         }
