@@ -974,6 +974,7 @@ export class SecureClient {
     const s = this.sessions.get(device);
     if (s && !s.isActive && s.offlineRole === undefined) {
       this.sessions.delete(device);
+      s.abort(); // its DH secret and retained secrets are wiped, not left to the GC
       this.waiters.get(s)?.reject(new ESessionError("unexpected-request", reason === "timeout" ? "negotiation timed out" : "negotiation abandoned"));
       this.waiters.delete(s);
     }
@@ -1009,10 +1010,13 @@ export class SecureClient {
     const s = this.sessions.get(device);
     if (s && s.offlineRole === undefined) {
       this.sessions.delete(device);
+      // Nobody will answer on this session any more: its keys are wiped now.
+      const wasActive = s.isActive;
+      s.abort();
       const w = this.waiters.get(s);
       this.waiters.delete(s);
       w?.reject(new ESessionError("unexpected-request", "the device went offline"));
-      if (s.isActive) this.emit({ type: "terminated", peer: device, by: "peer", acknowledged: false });
+      if (wasActive) this.emit({ type: "terminated", peer: device, by: "peer", acknowledged: false });
     }
     if (this.dev?.tracker.waiting(device)) this.giveUpDevice(device, this.dev.tracker.take(device), "offline");
   }
