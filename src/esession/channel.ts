@@ -31,6 +31,7 @@ import {
   type Suite,
 } from "./keys.js";
 import type { Profile } from "./profile.js";
+import { getLimits } from "../limits.js";
 
 export type StanzaKind = "message" | "presence" | "iq";
 
@@ -242,7 +243,13 @@ export class StanzaChannel {
     const counterBefore = macCounter(this.sendCounter, this.profile.sendCounter);
     const data = ctrCrypt(this.crypto, this.profile, this.sendKeys.kc, this.sendCounter, m);
     if (m.length > 0) cChildren.push(el("data", {}, toBase64(data)));
-    if (wantRekey && this.canRekey()) {
+    // Each re-key we send adds a value set that lives until the peer confirms it with
+    // <new/>: a peer that never answers must not make them pile up (docs/security.md,
+    // maxValueSets). A wanted re-key waits (rekeyRequested stays set); a needed one
+    // (block limit) cannot, so nothing more is sent under this key.
+    const setsFull = this.sets.length >= getLimits().maxValueSets;
+    if (wantRekey && setsFull && mustRekey) throw new ESessionError("rekey-limit", "too many unconfirmed re-keys");
+    if (wantRekey && this.canRekey() && !setsFull) {
       const x = dhPrivate(this.crypto, this.random, this.suite.group, this.exponentBytes);
       const e = this.crypto.dhPublic(this.suite.group, x);
       const k = this.crypto.dhShared(this.suite.group, x, this.peerPublic);
@@ -315,7 +322,10 @@ export class StanzaChannel {
     this.stanzasSinceRekey++;
     let peerRekeyed = false;
     if (parts.key) {
-      // Section 7 "Re-Key Acceptance".
+      // Section 7 "Re-Key Acceptance". Each one costs a DH: an honest peer keeps at most
+      // maxValueSets unconfirmed re-keys (see seal()), so many more without a reply from
+      // us is a peer making us compute (docs/security.md, maxSkippedRekeys).
+      if (this.keysReceivedSinceSend >= getLimits().maxSkippedRekeys) return fail("rekey-limit", "too many peer re-keys without a reply");
       if (!dhValueInRange(this.crypto, this.suite.group, parts.key)) return fail("bad-dh-value", "re-key value out of range");
       const oldest = this.sets[0];
       if (!oldest) return fail("unexpected-request", "no value set");
@@ -329,6 +339,10 @@ export class StanzaChannel {
       wipe(k);
       // The peer's old MAC keys may be published once its re-key arrived (section 8).
       for (const km of new Set(this.sets.map((s) => s.recv.km))) this.publishable.push(km);
+      // Published with our next stanza; while we send nothing, keep only the newest
+      // (publishing is for repudiability, XEP-0200 section 8; an old key left out is wiped).
+      const keep = getLimits().maxValueSets * 2;
+      if (this.publishable.length > keep) wipe(...this.publishable.splice(0, this.publishable.length - keep));
       // Each set gets its own copy: destroying a superseded set must not wipe a live key.
       for (const s of this.sets) s.recv = { kc: keys.initiator.kc.slice(), km: keys.initiator.km.slice() };
       if (this.sets.length === 1) {
