@@ -939,20 +939,37 @@ export class ESession {
     const compress = pick("compress", ["none"]);
     // resp_pubkey: the first of Alice's acceptable methods we can provide; init_pubkey: what we
     // require of Alice, the first of our acceptable methods she offered (XEP-0116 4.3.2).
-    const respPubkey = offeredIn("resp_pubkey").find((m) => (this.canProvide(messages) as string[]).includes(m));
+    const respOffered = offeredIn("resp_pubkey");
+    let respPubkey = respOffered.find((m) => (this.canProvide(messages) as string[]).includes(m));
     const initOffered = offeredIn("init_pubkey");
-    const initPubkey = this.acceptable(messages).find((m) => initOffered.includes(m));
+    let initPubkey = this.acceptable(messages).find((m) => initOffered.includes(m));
     if (respPubkey === undefined) bad.push("resp_pubkey");
     if (initPubkey === undefined) bad.push("init_pubkey");
-    let signAlgs = value(form, "sign_algs");
-    if (respPubkey !== "none" || initPubkey !== "none") {
-      const offeredAlgs = offeredIn("sign_algs");
-      const mine = this.identity?.signAlg;
-      const canVerify = this.verifier?.signAlgs ?? [];
-      signAlgs = offeredAlgs.find(
-        (a) => (respPubkey === "none" || a === mine) && (initPubkey === "none" || canVerify.includes(a)),
-      );
-      if (signAlgs === undefined) bad.push("sign_algs");
+    // One sign_algs value serves both signatures (XEP-0116 4.2). If none fits the key
+    // methods chosen above (e.g. a browser that verifies only Ed25519/P-256 and an
+    // RSA-only peer), a 4-message negotiation falls back to 'none' for the direction(s)
+    // both sides accept it for, and the users compare the SAS instead; 'none' MUST NOT be
+    // used with 3 messages, so there it stays an error.
+    const offeredAlgs = offeredIn("sign_algs");
+    const mine = this.identity?.signAlg;
+    const canVerify = this.verifier?.signAlgs ?? [];
+    const algFor = (resp: string, init: string): string | undefined =>
+      resp === "none" && init === "none"
+        ? value(form, "sign_algs")
+        : offeredAlgs.find((a) => (resp === "none" || a === mine) && (init === "none" || canVerify.includes(a)));
+    let signAlgs = respPubkey !== undefined && initPubkey !== undefined ? algFor(respPubkey, initPubkey) : value(form, "sign_algs");
+    if (respPubkey !== undefined && initPubkey !== undefined && (respPubkey !== "none" || initPubkey !== "none") && signAlgs === undefined) {
+      const noneForInit = initOffered.includes("none") && this.acceptable(messages).includes("none");
+      const noneForResp = respOffered.includes("none") && (this.canProvide(messages) as string[]).includes("none");
+      const fallbacks: Array<[string, string]> = [];
+      if (messages === 4 && noneForInit) fallbacks.push([respPubkey, "none"]);
+      if (messages === 4 && noneForResp) fallbacks.push(["none", initPubkey]);
+      if (messages === 4 && noneForInit && noneForResp) fallbacks.push(["none", "none"]);
+      const usable = fallbacks.find(([r, i]) => (r === "none" && i === "none") || algFor(r, i) !== undefined);
+      if (usable) {
+        [respPubkey, initPubkey] = usable as [PubkeyMethod, PubkeyMethod];
+        signAlgs = algFor(respPubkey, initPubkey);
+      } else bad.push("sign_algs");
     }
     const ver = pick("ver", SUPPORTED_VERSIONS);
     const sasAlgs = messages === 4 ? pick("sas_algs", ["sas28x5"]) : undefined;

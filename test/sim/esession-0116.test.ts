@@ -200,3 +200,44 @@ test("keys of different algorithms cannot share XEP-0116's single sign_algs valu
   assert.match(String(err?.message), /not-acceptable/);
   assert.ok(p.aliceEvents.some((e) => e.type === "failed" && e.error.fields.includes("sign_algs")));
 });
+
+// A browser verifies only Ed25519/P-256 (src/web/verifier.ts); an RSA-only peer cannot
+// share one sign_algs value with it. XEP-0116 4.2 negotiates one value for both
+// signatures, so the responder drops 'key' to 'none' for the direction that cannot work,
+// when both sides accept 'none' (4 messages only), and the SAS covers that direction.
+test("no common sign_algs: the 4-message negotiation falls back to 'none' for one direction (SAS), never to no session", async () => {
+  const { createIdentityKey } = await import("../../src/identity/keyfile.js");
+  const { keyVerifier, signingIdentity } = await import("../../src/client/keys.js");
+  const { SIGN_ALG_URI } = await import("../../src/identity/keys.js");
+  const edKey = signingIdentity(createIdentityKey("ed25519", 0));
+  const full = keyVerifier();
+  const edOnly = { ...full, signAlgs: [SIGN_ALG_URI.ed25519] };
+  const both = { offerPubkey: ["key", "none"] as PubkeyMethod[], acceptPubkey: ["key", "none"] as PubkeyMethod[] };
+  const p = makePair({
+    seed: "sign-algs-fallback",
+    policy: { messages: 4 },
+    alice: { identity: edKey, verifier: edOnly, policy: both },
+    bob: { identity: bobKey, verifier: full, policy: both },
+  });
+  const { a, b } = await run(p);
+  assert.equal(a.initPubkey, "key", "Alice (Ed25519) still signs: Bob verifies Ed25519");
+  assert.equal(a.respPubkey, "none", "Bob's RSA signature could not be verified by Alice: SAS instead");
+  assert.equal(b.peerKey && normalizeKey(b.peerKey.keyValue), normalizeKey(edKey.keyValue));
+  assert.ok(a.sas !== undefined && a.sas === b.sas);
+  await p.alice.sendMessage(p.bobJid, "fell back, still sealed");
+  await p.settle();
+  assert.deepEqual(p.bodies("bob"), ["fell back, still sealed"]);
+
+  // With 3 messages 'none' is not allowed: the same pair gets the error naming sign_algs.
+  const p3 = makePair({
+    seed: "sign-algs-3",
+    policy: { messages: 3 },
+    alice: { identity: edKey, verifier: edOnly, policy: { offerPubkey: ["key"], acceptPubkey: ["key"] } },
+    bob: { identity: bobKey, verifier: full, policy: { offerPubkey: ["key"], acceptPubkey: ["key"] } },
+  });
+  const est = p3.alice.startSession(p3.bobJid);
+  est.catch(() => undefined);
+  await p3.settle();
+  await assert.rejects(est, /not-acceptable|feature-not-implemented/);
+  assert.ok(!p3.aliceEvents.some((e) => e.type === "established"));
+});
