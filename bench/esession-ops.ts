@@ -18,7 +18,7 @@ const THREAD = "bench-thread-0001" as ThreadId;
 /** XEP-0116 rekey_freq maximum: neither side may initiate a re-key during the run. */
 export const NO_REKEY_FREQ = 2 ** 32 - 1;
 
-export type Extra = Pick<SessionParams, "identity" | "verifier">;
+export type Extra = Pick<SessionParams, "identity" | "verifier" | "crypto">;
 
 function params(local: FullJid, peer: FullJid, policy: Policy, extra: Partial<Extra> = {}): SessionParams {
   return { crypto: nodeCrypto, random: systemRandom, clock: systemClock, local, peer, thread: THREAD, policy, ...extra };

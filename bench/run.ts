@@ -10,24 +10,17 @@
  * Everything runs in one process without a network: stanzas move between two ESession
  * objects through serialize() and parseXml(), as they would over a stream.
  */
-import { type FullJid, parseFullJid, type ThreadId } from "../src/core/types.js";
 import type { CryptoProvider, DhGroupId, ModpGroup } from "../src/crypto/provider.js";
 import { keyVerifier, signingIdentity } from "../src/client/keys.js";
 import { createIdentityKey } from "../src/identity/keyfile.js";
 import type { SignAlg } from "../src/identity/keys.js";
 import type { KeyVerifier, SigningIdentity } from "../src/esession/identity.js";
-import { nodeCrypto, systemClock, systemRandom } from "../src/crypto/node.js";
-import { DEFAULT_POLICY, ESession, type ESessionEvent, type Policy, type SessionParams } from "../src/esession/session.js";
-import type { Output } from "../src/core/machine.js";
-import { el, type Element, parseXml, serialize } from "../src/xml/index.js";
+import { nodeCrypto } from "../src/crypto/node.js";
+import { DEFAULT_POLICY, type Policy } from "../src/esession/session.js";
 import { rawDh, rawHandshake, rawStanzaCrypto } from "./baselines.js";
+import { negotiate, NO_REKEY_FREQ, stanzaRoundTrip as stanzaOp } from "./esession-ops.js";
 import { compare, type Figure, measure, type Measurement, median, printTable, type Unit, writeResults } from "./lib.js";
 
-const ALICE = parseFullJid("alice@example.org/bench");
-const BOB = parseFullJid("bob@example.com/bench");
-const THREAD = "bench-thread-0001" as ThreadId;
-/** XEP-0116 rekey_freq maximum: neither side may initiate a re-key during the run. */
-const NO_REKEY_FREQ = 2 ** 32 - 1;
 /** The issue's target for the 200-byte stanza ratio. */
 const STANZA_200_TARGET = 0.4;
 /** Issue 4: protocol overhead under 30% of the raw public-key work: ratio >= 1 / 1.3. */
@@ -54,125 +47,8 @@ function policyFor(group: DhGroupId): Policy {
   return { ...DEFAULT_POLICY, groups: [group], cryptAlgs: ["aes128-ctr"], hashAlgs: ["sha256"], rekeyFreq: NO_REKEY_FREQ };
 }
 
-type Extra = Pick<SessionParams, "identity" | "verifier" | "crypto">;
-
-function params(local: FullJid, peer: FullJid, policy: Policy, extra: Partial<Extra> = {}): SessionParams {
-  return { crypto: nodeCrypto, random: systemRandom, clock: systemClock, local, peer, thread: THREAD, policy, ...extra };
-}
-
-/** What the wire does to a stanza: serialize it, parse it back, stamp `from` as a server would. */
-function wire(stanza: Element, from: FullJid): Element {
-  const parsed = parseXml(serialize(stanza));
-  parsed.attrs.from = from;
-  return parsed;
-}
-
-function describeFailure(o: Output<ESessionEvent>): string | undefined {
-  if (o.kind !== "event") return undefined;
-  if (o.event.type === "failed") return o.event.error.message;
-  if (o.event.type === "terminated") return `terminated by ${o.event.by}`;
-  return undefined;
-}
-
-interface EstablishedPair {
-  readonly alice: ESession;
-  readonly bob: ESession;
-  /** Stanzas that crossed the wire during the negotiation. */
-  readonly messages: number;
-}
-
-/**
- * Runs one complete negotiation between two fresh sessions, shuttling every drained
- * stanza through {@link wire}, until both emitted "established". Throws on any failure.
- */
-function negotiate(policy: Policy, extraA: Partial<Extra> = {}, extraB: Partial<Extra> = {}): EstablishedPair {
-  const alice = ESession.initiate(params(ALICE, BOB, policy, extraA));
-  let bob: ESession | undefined;
-  const toAlice: Element[] = [];
-  const toBob: Element[] = [];
-  let aliceUp = false;
-  let bobUp = false;
-  let messages = 0;
-
-  const collect = (side: "alice" | "bob", outputs: readonly Output<ESessionEvent>[]): void => {
-    for (const o of outputs) {
-      const failure = describeFailure(o);
-      if (failure !== undefined) throw new Error(`negotiation: ${side} ${failure}`);
-      if (o.kind === "send") {
-        messages++;
-        if (side === "alice") toBob.push(wire(o.stanza, ALICE));
-        else toAlice.push(wire(o.stanza, BOB));
-      } else if (o.event.type === "established") {
-        if (side === "alice") aliceUp = true;
-        else bobUp = true;
-      }
-    }
-  };
-
-  collect("alice", alice.drain());
-  for (;;) {
-    const forBob = toBob.shift();
-    if (forBob) {
-      if (bob) bob.handleStanza(forBob);
-      else bob = ESession.respond(params(BOB, ALICE, policy, extraB), forBob);
-      collect("bob", bob.drain());
-      continue;
-    }
-    const forAlice = toAlice.shift();
-    if (forAlice) {
-      alice.handleStanza(forAlice);
-      collect("alice", alice.drain());
-      continue;
-    }
-    break;
-  }
-  if (!bob || !aliceUp || !bobUp) throw new Error("negotiation: stalled before both sides were established");
-  return { alice, bob, messages };
-}
-
-/** `n` bytes of ASCII text that needs no XML escaping. */
-function bodyText(n: number): string {
-  const alphabet = "abcdefghijklmnopqrstuvwxyz0123456789";
-  let s = "";
-  for (let i = 0; i < n; i++) s += alphabet[i % alphabet.length] ?? "x";
-  return s;
-}
-
-/**
- * Returns one op = one stanza round trip through an established pair: build the
- * message, Alice encrypts it (send + drain), the wire, Bob decrypts it (handleStanza +
- * drain the "stanza" event). Strictly in order, so the XEP-0200 counters stay in step.
- * The decrypted body is checked once before returning.
- */
-function stanzaRoundTrip(size: number): () => void {
-  const { alice, bob } = negotiate(policyFor(14));
-  const text = bodyText(size);
-
-  const op = (): Element => {
-    alice.send(el("message", { type: "chat" }, el("body", {}, text)));
-    let encrypted: Element | undefined;
-    for (const o of alice.drain()) {
-      const failure = describeFailure(o);
-      if (failure !== undefined) throw new Error(`encrypt: ${failure}`);
-      if (o.kind === "send") encrypted = o.stanza;
-    }
-    if (!encrypted) throw new Error("encrypt: Alice sent nothing");
-    bob.handleStanza(wire(encrypted, ALICE));
-    let decrypted: Element | undefined;
-    for (const o of bob.drain()) {
-      const failure = describeFailure(o);
-      if (failure !== undefined) throw new Error(`decrypt: ${failure}`);
-      if (o.kind === "event" && o.event.type === "stanza") decrypted = o.event.stanza;
-    }
-    if (!decrypted) throw new Error("decrypt: Bob emitted no stanza");
-    return decrypted;
-  };
-
-  if (op().getChildText("body") !== text) throw new Error(`stanza ${size} B: round trip changed the body`);
-  return () => {
-    op();
-  };
-}
+/** One op = one stanza round trip through a pair negotiated with the 2007 suite and MODP 14. */
+const stanzaRoundTrip = (size: number): (() => void) => stanzaOp(size, policyFor(14));
 
 /** Returns one op = one complete negotiation with a single offered MODP group. */
 function negotiation(group: ModpGroup): () => void {

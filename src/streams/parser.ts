@@ -8,7 +8,9 @@
  * than the predefined ones: restricted-xml), section 11.6 (UTF-8; a malformed sequence is
  * not-well-formed), and a size limit per stanza (policy-violation, 4.9.3.14).
  */
-import SaxLtxModule from "ltx/src/parsers/ltx.js";
+// The CommonJS build: under tsx the ESM source is re-transformed (a __name wrapper on every
+// call), which made this parser several times slower.
+import SaxLtxModule from "ltx/lib/parsers/ltx.js";
 import { Element } from "../xml/index.js";
 import type { StreamCondition } from "./errors.js";
 
