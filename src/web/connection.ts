@@ -19,8 +19,10 @@ import saslPlain from "@xmpp/sasl-plain";
 import saslScramSha1 from "@xmpp/sasl-scram-sha-1";
 import setupStreamFeatures from "@xmpp/stream-features";
 import ConnectionWebSocket from "@xmpp/websocket/lib/Connection.js";
+import FramedParser from "@xmpp/websocket/lib/FramedParser.js";
 import SASLFactory from "saslmechanisms";
 import { AdapterError, StanzaFanout, isStanza, type StanzaConnection } from "../adapters/connection.js";
+import { limitedParser } from "../adapters/stream-limits.js";
 import { parseFullJid, type FullJid } from "../core/types.js";
 import { NS, parseXml, serialize, type Element } from "../xml/index.js";
 
@@ -44,6 +46,15 @@ function errorText(e: unknown): AdapterError {
   if (name === "TimeoutError") return new AdapterError("timeout", "the server did not answer in time");
   return new AdapterError("connection-failed", name === "StreamError" ? `stream error: ${cond}` : "could not connect to the server");
 }
+
+// Inbound XML limits (src/adapters/stream-limits.ts, docs/security.md) on the browser's
+// WebSocket too: each frame is checked whole before it is parsed. The parser class is read
+// when a stream opens, so limits configured before connecting apply.
+type ParserClass = NonNullable<typeof ConnectionWebSocket.prototype.Parser>;
+class LimitedWsConnection extends ConnectionWebSocket {}
+Object.defineProperty(LimitedWsConnection.prototype, "Parser", {
+  get: () => limitedParser(FramedParser as unknown as ParserClass, true),
+});
 
 export class BrowserXmppConnection implements StanzaConnection {
   private readonly fanout = new StanzaFanout();
@@ -102,7 +113,7 @@ export async function connectBrowserXmpp(o: BrowserConnectOptions): Promise<Brow
   const url = new URL(o.service);
   if (url.protocol !== "ws:" && url.protocol !== "wss:") throw new AdapterError("connection-failed", "the service must be ws:// or wss://");
   const entity = new Client({ service: o.service, domain: o.domain, timeout: Math.min(o.timeoutMs ?? 10_000, 5_000) });
-  entity.transports.push(ConnectionWebSocket);
+  entity.transports.push(LimitedWsConnection);
   const middleware = setupMiddleware({ entity });
   const streamFeatures = setupStreamFeatures({ middleware });
   const iqCaller = setupIqCaller({ middleware, entity });
