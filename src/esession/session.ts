@@ -953,10 +953,14 @@ export class ESession {
     const offeredAlgs = offeredIn("sign_algs");
     const mine = this.identity?.signAlg;
     const canVerify = this.verifier?.signAlgs ?? [];
+    // Alice signs with the algorithm she lists first (her key's: our offers and Gajim's both
+    // put it there; XEP-0116 leaves the order open), so a value we could verify but her key
+    // cannot produce is not chosen for her signature.
+    const aliceSigns = offeredAlgs[0];
     const algFor = (resp: string, init: string): string | undefined =>
       resp === "none" && init === "none"
         ? value(form, "sign_algs")
-        : offeredAlgs.find((a) => (resp === "none" || a === mine) && (init === "none" || canVerify.includes(a)));
+        : offeredAlgs.find((a) => (resp === "none" || a === mine) && (init === "none" || (a === aliceSigns && canVerify.includes(a))));
     let signAlgs = respPubkey !== undefined && initPubkey !== undefined ? algFor(respPubkey, initPubkey) : value(form, "sign_algs");
     if (respPubkey !== undefined && initPubkey !== undefined && (respPubkey !== "none" || initPubkey !== "none") && signAlgs === undefined) {
       const noneForInit = initOffered.includes("none") && this.acceptable(messages).includes("none");

@@ -198,7 +198,10 @@ test("keys of different algorithms cannot share XEP-0116's single sign_algs valu
   await p.settle();
   const err = await est.then(() => undefined, (e: Error) => e);
   assert.match(String(err?.message), /not-acceptable/);
-  assert.ok(p.aliceEvents.some((e) => e.type === "failed" && e.error.fields.includes("sign_algs")));
+  // Bob sees it already: Alice's first sign_algs value (her key's) is one his key cannot
+  // produce, and neither offered 'none'; his error names the field.
+  assert.ok(p.bobEvents.some((e) => e.type === "failed" && e.error.fields.includes("sign_algs")));
+  assert.ok(![...p.aliceEvents, ...p.bobEvents].some((e) => e.type === "established"));
 });
 
 // A browser verifies only Ed25519/P-256 (src/web/verifier.ts); an RSA-only peer cannot
