@@ -28,9 +28,10 @@ import { busyErrorStanza, PendingNegotiations } from "../negotiation/admission.j
 import { deepClone, el, type Element, NS } from "../xml/index.js";
 import { toHex } from "../core/bytes.js";
 import { parseJid } from "../core/types.js";
-import { type Audience, nodeFor, offlineInitOf, parseOfflineInit, parseOfflineOptions, NODE_EVERYONE, NODE_SUBSCRIBERS } from "../offline/codec.js";
+import { type Audience, nodeFor, offlineInitOf, type ParsedOfflineOptions, parseOfflineInit, parseOfflineOptions, NODE_EVERYONE, NODE_SUBSCRIBERS } from "../offline/codec.js";
 import { OfflineError } from "../offline/errors.js";
 import { errorCondition, itemsIq, parseItems, publishIq, retractIq } from "../offline/pep.js";
+import { NODE_RELAY, parseRelayItems, RELAY_MAX_ITEMS, relayItemId, relayPayload } from "../offline/relay.js";
 import { acceptOfflineSession, createOfflineOptions, destroySecret, type OfflineSecret, startOfflineSession, verifyOfflineOptions } from "../offline/session.js";
 import { LEGACY_OFFERED_CRYPT_ALGS, LEGACY_OFFERED_HASH_ALGS, type OfflineStore, type StoredOfflineSecret } from "../store/offline.js";
 import { buildInfoQuery, parseInfoResult } from "../disco/codec.js";
@@ -125,6 +126,13 @@ export type ClientEvent =
     }
   /** XEP-0187: our published offline options were used, topped up, or expired. */
   | { readonly type: "offline-options"; readonly published: number; readonly used: number; readonly expired: number }
+  /**
+   * XEP-0187 per device: an offline-stored stanza addressed to another device of ours
+   * (`device`) reached us; `parked` when it went to the relay node for that device.
+   * `collected`: stanzas parked for us were taken from the relay node and processed.
+   */
+  | { readonly type: "offline-relay"; readonly action: "parked" | "dropped"; readonly peer: string; readonly device: string; readonly id: string | undefined }
+  | { readonly type: "offline-relay"; readonly action: "collected"; readonly count: number }
   /** Many devices (option `devices`): a device of a contact or of ours appeared, changed or expired. */
   | { readonly type: "device"; readonly change: DeviceChange; readonly device: DeviceInfo }
   /** Many devices: what happened to one copy of a fan-out (sent in its session, or undelivered and why). */
@@ -273,13 +281,41 @@ export interface OfflineConfig {
   readonly allowUnauthenticated?: boolean;
   /** Reply to an offline start we cannot accept with an error, so the sender can resend (default true). */
   readonly replyOnFailure?: boolean;
+  /**
+   * Publish our option sets for this device only, naming our resource in XEP-0187
+   * 'match_resource' (default true). false: account-wide sets as before (any device of the
+   * account may be handed the stanzas; only the one holding the secret can read them).
+   */
+  readonly perDevice?: boolean;
+  /**
+   * Park offline-stored stanzas addressed to another device of our account (a server
+   * without AMP hands them to whichever device logs in first) on our owner-only PEP relay
+   * node, for that device to collect (default true). false: they are reported
+   * (`offline-relay` with `parked: false`) and dropped.
+   */
+  readonly relay?: boolean;
+}
+
+/** What startOfflineSessions() did for each device of the account. */
+export interface OfflineSessions {
+  /** New offline sessions, one per device (or one for the account-wide legacy sets). */
+  readonly started: readonly Established[];
+  /** Devices with a session already active (live or offline): use it. */
+  readonly active: readonly Jid[];
+  /** Devices whose sets could not be used, and why. */
+  readonly failed: readonly { readonly device: Jid; readonly error: OfflineError }[];
 }
 
 export const DEFAULT_OFFLINE_COUNT = 10;
+/** Devices whose one-time sets the options node has room for (max_items = 2 x count x this, at most 256). */
+export const OFFLINE_DEVICES_PER_NODE = 8;
 export const DEFAULT_OFFLINE_LIFETIME_MS = 7 * 24 * 3600 * 1000;
 
 /** Our condition element in error replies for stanzas we could not decrypt. */
 export const NS_E2E_ERRORS = "urn:xmpp-e2e:errors:0";
+
+/** XEP-0203 delayed delivery: what came out of offline storage carries it. */
+const NS_DELAY = "urn:xmpp:delay";
 
 export const DEFAULT_RETAINED_SECRET_LIFETIME_MS = 365 * 24 * 3600 * 1000;
 
@@ -326,6 +362,10 @@ export class SecureClient {
   private readonly recoveries = new Map<string, number[]>();
   /** Offline option items we already used as a sender (never twice, XEP-0187 6.1). */
   private readonly usedOfflineItems = new Set<string>();
+  /** Relay items published for our other devices (sequence numbers, and the pending publishes). */
+  private relaySeq = 0;
+  private readonly parkedThreads = new Set<string>();
+  private relaying: Promise<void> = Promise.resolve();
   /** Many devices (option `devices`): the registry, the fan-out queues and each fan-out's waiter. */
   private readonly dev:
     | {
@@ -617,6 +657,9 @@ export class SecureClient {
         policy: this.policy,
         lifetimeMs: c.lifetimeMs ?? DEFAULT_OFFLINE_LIFETIME_MS,
         ...(this.syncIdentity ? { identity: this.syncIdentity } : {}),
+        // XEP-0187 3.1 'match_resource': these sets are this device's (it alone holds the
+        // secrets), so a sender addresses the session to this resource (3.3).
+        ...((c.perDevice ?? true) ? { matchResource: resourceOf(this.jid) } : {}),
       });
       // Stored before it is published: a sender can never use a set we did not keep.
       await c.store.put(account, secret);
@@ -624,7 +667,8 @@ export class SecureClient {
       await this.iq(
         publishIq(this.newId(), node, secret.id, x, {
           accessModel: (c.audience ?? "subscribers") === "subscribers" ? "presence" : "open",
-          maxItems: Math.max(count * 2, 16),
+          // Every device of the account publishes on this node: room for several of them.
+          maxItems: Math.min(RELAY_MAX_ITEMS, Math.max(count * 2, 16) * OFFLINE_DEVICES_PER_NODE),
           quiet: true,
         }),
       );
@@ -637,18 +681,68 @@ export class SecureClient {
   /**
    * Sender: fetches `peer`'s offline options (XEP-0187 3.2: the subscribers' node first, then
    * the one for everyone), verifies their signature with a key we trust, picks a set we have
-   * not used and starts an offline ESession (3.3). Then send()/sendMessage() to `peer` (the
-   * bare JID, or bare/match_resource as returned in `peer`) go out encrypted and are kept by
-   * the peer's server until it is back.
+   * not used and starts an offline ESession (3.3). Then send()/sendMessage() to the returned
+   * `peer` go out encrypted and are kept by the peer's server until it is back.
+   * `peerJid` a full JID: only that device's sets (match_resource). A bare JID: any one set
+   * (one device); startOfflineSessions() reaches every device.
    */
   async startOfflineSession(peerJid: string): Promise<Established> {
     const c = this.offlineConfig();
-    const owner = bareJid(parseJid(peerJid));
-    const existing = this.sessions.get(owner);
-    // XEP-0187 2: "Bob MUST NOT initiate a new ESession with Alice if he already has one".
-    if (existing?.isActive) throw new ESessionError("unexpected-request", "a session with this peer is already active");
-    const keys = c.peerKeys ? await c.peerKeys(owner) : [];
-    let lastError: OfflineError = new OfflineError("no-options", "the peer has published no offline options");
+    const j = parseJid(peerJid);
+    const owner = bareJid(j);
+    const resource = j === owner ? undefined : resourceOf(j);
+    const sets = await this.offlineSets(owner);
+    const pick = resource === undefined ? sets : sets.filter((x) => x.resource === resource);
+    if (resource === undefined) {
+      // XEP-0187 2: "Bob MUST NOT initiate a new ESession with Alice if he already has one".
+      if (this.sessions.get(owner)?.isActive) throw new ESessionError("unexpected-request", "a session with this peer is already active");
+    }
+    return this.startFromSets(c, owner, pick);
+  }
+
+  /**
+   * Sender, many devices: one offline session per device of `account` that published its own
+   * sets (XEP-0187 'match_resource'), plus one for account-wide sets published the old way
+   * (a "device" of its own). Devices in `skip` (resources, e.g. those online now) and our own
+   * device are left out; so are account-wide sets of our own account (they may be ours).
+   */
+  async startOfflineSessions(account: string, o: { readonly skip?: readonly string[]; readonly accountWide?: boolean } = {}): Promise<OfflineSessions> {
+    const skip = o.skip ?? [];
+    const c = this.offlineConfig();
+    const owner = bareJid(parseJid(account));
+    const own = owner === bareJid(this.jid);
+    const sets = await this.offlineSets(owner);
+    const groups = new Map<string | undefined, OfflineSet[]>();
+    for (const x of sets) {
+      if (x.resource !== undefined && skip.includes(x.resource)) continue;
+      if (x.resource === undefined && o.accountWide === false) continue;
+      if (own && (x.resource === undefined || x.resource === resourceOf(this.jid))) continue;
+      const g = groups.get(x.resource);
+      if (g) g.push(x);
+      else groups.set(x.resource, [x]);
+    }
+    const started: Established[] = [];
+    const active: Jid[] = [];
+    const failed: { device: Jid; error: OfflineError }[] = [];
+    for (const [resource, group] of groups) {
+      const device = (resource === undefined ? owner : `${owner}/${resource}`) as Jid;
+      if (this.sessions.get(device)?.isActive) {
+        active.push(device);
+        continue;
+      }
+      try {
+        started.push(await this.startFromSets(c, owner, group));
+      } catch (e) {
+        if (!(e instanceof OfflineError)) throw e;
+        failed.push({ device, error: e });
+      }
+    }
+    return { started, active, failed };
+  }
+
+  /** Every parsable option set `owner` published (both nodes), with the device it names. */
+  private async offlineSets(owner: Jid): Promise<OfflineSet[]> {
+    const out: OfflineSet[] = [];
     for (const node of [NODE_SUBSCRIBERS, NODE_EVERYONE]) {
       let items: ReturnType<typeof parseItems>;
       try {
@@ -656,39 +750,61 @@ export class SecureClient {
       } catch {
         continue;
       }
-      // A random unused set: concurrent senders rarely pick the same one-time values.
-      const candidates = items.filter((i) => i.payload && !this.usedOfflineItems.has(`${owner}/${i.id}`));
-      for (let n = candidates.length; n > 0; n--) {
-        const j = (this.random.bytes(1)[0] ?? 0) % n;
-        const item = candidates.splice(j, 1)[0];
-        if (!item?.payload) continue;
+      for (const item of items) {
+        if (!item.payload || this.usedOfflineItems.has(`${owner}/${item.id}`)) continue;
+        let options: ParsedOfflineOptions;
         try {
-          const options = parseOfflineOptions(item.payload);
-          if (toHex(options.myNonce) !== item.id) throw new OfflineError("bad-options", "item id does not name the options");
-          const publisherKey = verifyOfflineOptions(options, keys, this.o.verifier, c.allowUnauthenticated ?? false, this.crypto);
-          const to = (options.matchResource !== undefined ? `${owner}/${options.matchResource}` : owner) as FullJid;
-          const s = startOfflineSession({
-            crypto: this.crypto,
-            random: this.random,
-            clock: this.clock,
-            local: this.jid,
-            peer: to,
-            thread: newThreadId(this.random),
-            options,
-            policy: this.policy,
-            ...(publisherKey ? { publisherKey } : {}),
-            ...(this.syncIdentity ? { identity: this.syncIdentity } : {}),
-            ...(this.o.verifier ? { verifier: this.o.verifier } : {}),
-          });
-          this.usedOfflineItems.add(`${owner}/${item.id}`);
-          this.sessions.set(to, s);
-          const done = new Promise<Established>((resolve, reject) => this.waiters.set(s, { resolve, reject }));
-          await this.pump(s);
-          return await done;
-        } catch (e) {
-          if (!(e instanceof OfflineError)) throw e;
-          lastError = e;
+          options = parseOfflineOptions(item.payload);
+        } catch {
+          continue;
         }
+        if (toHex(options.myNonce) !== item.id) continue;
+        // A resource must be a valid resourcepart, or the set names no device we can address.
+        const resource = options.matchResource;
+        if (resource !== undefined && safeFullJid(`${owner}/${resource}`) === undefined) continue;
+        out.push({ itemId: item.id, options, resource });
+      }
+    }
+    return out;
+  }
+
+  /** Starts one offline session from a random usable set of `sets` (all of one device). */
+  private async startFromSets(c: OfflineConfig, owner: Jid, sets: readonly OfflineSet[]): Promise<Established> {
+    const keys = c.peerKeys ? await c.peerKeys(owner) : [];
+    let lastError: OfflineError = new OfflineError("no-options", "the peer has published no offline options");
+    // A random unused set: concurrent senders rarely pick the same one-time values.
+    const candidates = sets.filter((x) => !this.usedOfflineItems.has(`${owner}/${x.itemId}`));
+    for (let n = candidates.length; n > 0; n--) {
+      const j = (this.random.bytes(1)[0] ?? 0) % n;
+      const set = candidates.splice(j, 1)[0];
+      if (!set) continue;
+      try {
+        const { options } = set;
+        const publisherKey = verifyOfflineOptions(options, keys, this.o.verifier, c.allowUnauthenticated ?? false, this.crypto);
+        // XEP-0187 3.3: with 'match_resource' the session is addressed to that resource.
+        const to = (set.resource !== undefined ? `${owner}/${set.resource}` : owner) as FullJid;
+        if (this.sessions.get(to)?.isActive) throw new OfflineError("no-options", "a session with this device is already active");
+        const s = startOfflineSession({
+          crypto: this.crypto,
+          random: this.random,
+          clock: this.clock,
+          local: this.jid,
+          peer: to,
+          thread: newThreadId(this.random),
+          options,
+          policy: this.policy,
+          ...(publisherKey ? { publisherKey } : {}),
+          ...(this.syncIdentity ? { identity: this.syncIdentity } : {}),
+          ...(this.o.verifier ? { verifier: this.o.verifier } : {}),
+        });
+        this.usedOfflineItems.add(`${owner}/${set.itemId}`);
+        this.sessions.set(to, s);
+        const done = new Promise<Established>((resolve, reject) => this.waiters.set(s, { resolve, reject }));
+        await this.pump(s);
+        return await done;
+      } catch (e) {
+        if (!(e instanceof OfflineError)) throw e;
+        lastError = e;
       }
     }
     throw lastError;
@@ -857,9 +973,31 @@ export class SecureClient {
       ...targets.map((d) => ({ fanoutId, device: d.jid, stanza: this.copyOf(stanza), selfCopy: false })),
       ...selfTargets.map((d) => ({ fanoutId, device: d.jid, stanza: this.withId(sentCopy(stanza, account, this.jid)), selfCopy: true })),
     ];
-    const offlineFallback = targets.length === 0 && account !== own && this.o.offline !== undefined && (this.o.devices?.offlineFallback ?? true);
+    // XEP-0187 per device: every device (contact's, and our own for self copies) that is not
+    // online but published its own option sets gets its copy through an offline session
+    // with it; account-wide sets (published the old way) only when no device is online.
+    const offlineFallback = this.o.offline !== undefined && (this.o.devices?.offlineFallback ?? true);
+    const offlineCopies: { readonly device: Jid; readonly stanza: Element; readonly selfCopy: boolean }[] = [];
+    const offlineFailed: Jid[] = [];
+    if (offlineFallback) {
+      const online = (acc: Jid): string[] => dev.registry.list(acc).filter((d) => d.online).map((d) => resourceOf(d.jid));
+      // PEP is asked only when a device may be missing: none online, a known device offline,
+      // or options seen by discoverDevices().
+      const mayMiss = (acc: Jid): boolean => dev.registry.hasOfflineOptions(acc) || dev.registry.list(acc).some((d) => !d.online && d.jid !== this.jid);
+      const plan: { acc: Jid; selfCopy: boolean; accountWide: boolean }[] = [];
+      if (account !== own && (targets.length === 0 || mayMiss(account))) plan.push({ acc: account, selfCopy: false, accountWide: targets.length === 0 });
+      if (account !== own && (this.o.devices?.selfCopies ?? true) && mayMiss(own)) plan.push({ acc: own, selfCopy: true, accountWide: false });
+      for (const p of plan) {
+        const r = await this.offlineDevices(p.acc, [...online(p.acc), resourceOf(this.jid)], p.accountWide);
+        for (const device of r.ok)
+          offlineCopies.push({ device, selfCopy: p.selfCopy, stanza: p.selfCopy ? this.withId(sentCopy(stanza, account, this.jid)) : this.copyOf(stanza) });
+        if (!p.selfCopy) offlineFailed.push(...r.failed);
+      }
+      // Nothing reachable at all: one undelivered entry for the account, as before.
+      if (account !== own && targets.length === 0 && !offlineCopies.some((c) => !c.selfCopy) && offlineFailed.length === 0) offlineFailed.push(account);
+    }
     const settled = new Promise<readonly DeviceDelivery[]>((resolve) => dev.settle.set(fanoutId, resolve));
-    const total = copies.length + skipped.length + (offlineFallback ? 1 : 0);
+    const total = copies.length + skipped.length + offlineCopies.length + offlineFailed.length;
     dev.tracker.begin(fanoutId, total);
     if (total === 0) this.finishFanout(fanoutId, []);
     const sent: Jid[] = [];
@@ -875,9 +1013,16 @@ export class SecureClient {
       dev.tracker.queue(c);
       if (!s && dev.registry.get(c.device)?.esession === "yes") this.negotiateFor(c.device);
     }
-    if (offlineFallback) {
-      const peer = await this.offlineCopy(account, stanza, fanoutId);
-      if (peer) sent.push(peer);
+    for (const device of offlineFailed) this.recordCopy(fanoutId, { device, selfCopy: false, state: "undelivered", reason: "offline" });
+    for (const c of offlineCopies) {
+      try {
+        await this.send(c.device, c.stanza);
+        this.recordCopy(fanoutId, { device: c.device, selfCopy: c.selfCopy, state: "sent", id: String(c.stanza.attrs.id) });
+        sent.push(c.device);
+      } catch (e) {
+        if (!(e instanceof ESessionError)) throw e;
+        this.recordCopy(fanoutId, { device: c.device, selfCopy: c.selfCopy, state: "undelivered", reason: "offline" });
+      }
     }
     this.arm();
     return { id: fanoutId, sent, queued, skipped, settled };
@@ -917,21 +1062,27 @@ export class SecureClient {
     return true;
   }
 
-  /** No device of the contact is online: one copy through a XEP-0187 offline session with the account. */
-  private async offlineCopy(account: Jid, stanza: Element, fanoutId: string): Promise<Jid | undefined> {
-    let peer: Jid = account;
+  /**
+   * The devices of `account` we can reach through an offline session now (an active one, or
+   * one started from their own sets), leaving out the resources in `skip`; account-wide sets
+   * count as one more device when `accountWide`.
+   */
+  private async offlineDevices(account: Jid, skip: readonly string[], accountWide: boolean): Promise<{ ok: Jid[]; failed: Jid[] }> {
+    const ok: Jid[] = [];
+    for (const [key, s] of this.sessions) {
+      const device = key as Jid;
+      if (s.offlineRole !== "sender" || !s.isActive || bareJid(device) !== account) continue;
+      if (device === account ? accountWide : !skip.includes(resourceOf(device))) ok.push(device);
+    }
+    let r: OfflineSessions;
     try {
-      const existing = [...this.sessions.values()].find((s) => s.offlineRole === "sender" && s.isActive && bareJid(s.peer) === account);
-      peer = existing ? existing.peer : (await this.startOfflineSession(account)).peer;
-      const copy = this.copyOf(stanza);
-      await this.send(peer, copy);
-      this.recordCopy(fanoutId, { device: peer, selfCopy: false, state: "sent", id: String(copy.attrs.id) });
-      return peer;
+      r = await this.startOfflineSessions(account, { skip, accountWide });
     } catch (e) {
       if (!(e instanceof OfflineError) && !(e instanceof ESessionError)) throw e;
-      this.recordCopy(fanoutId, { device: peer, selfCopy: false, state: "undelivered", reason: "offline" });
-      return undefined;
+      return { ok, failed: [] };
     }
+    for (const est of r.started) if (!ok.includes(est.peer)) ok.push(est.peer);
+    return { ok, failed: r.failed.map((f) => f.device) };
   }
 
   private recordCopy(fanoutId: string, d: DeviceDelivery): void {
@@ -1156,6 +1307,7 @@ export class SecureClient {
     if (this.closed) return;
     const from = String(stanza.attrs.from ?? "");
     if (this.dev && this.onDeviceInbound(stanza, from)) return;
+    if (this.forOtherDevice(stanza)) return;
     const thread = stanza.getChildText("thread") ?? undefined;
     const s = this.sessions.get(from);
     // A session stanza without thread: an encrypted presence/iq, or (many devices) an error
@@ -1206,12 +1358,89 @@ export class SecureClient {
     }
   }
 
+  /**
+   * XEP-0187 3.3 without AMP: an encrypted stanza addressed to another resource of our
+   * account reached us (the server delivered it to the bare JID: offline storage, or that
+   * device left). It belongs to that device's session (its one-time secret is that device's
+   * alone), so we neither try it nor answer with an error (that would make the sender
+   * resend what the other device will read): we park it on our owner-only relay node for
+   * that device to collect, and say so.
+   */
+  private forOtherDevice(stanza: Element): boolean {
+    if (stanza.name !== "message" || stanza.attrs.type === "error") return false;
+    const to = typeof stanza.attrs.to === "string" ? stanza.attrs.to : undefined;
+    if (to === undefined || to === this.jid || !to.includes("/")) return false;
+    const target = safeFullJid(to);
+    if (!target || bareJid(target) !== bareJid(this.jid)) return false;
+    const init = offlineInitOf(stanza) !== undefined;
+    if (!init && !stanza.getChild("c", NS.c)) return false;
+    // Only what belongs to offline delivery: an offline start, a stanza of a session whose
+    // start we parked, or one out of offline storage (XEP-0203 delay). A live session's
+    // stanza rerouted because its device just left still gets the undecryptable reply, so
+    // that the sender renegotiates with a device that is here (Recovery).
+    const thread = stanza.getChildText("thread") ?? undefined;
+    if (!init && !stanza.getChild("delay", NS_DELAY) && !(thread !== undefined && this.parkedThreads.has(thread))) return false;
+    if (init && thread !== undefined) {
+      if (this.parkedThreads.size >= 1000) this.parkedThreads.clear();
+      this.parkedThreads.add(thread);
+    }
+    const peer = String(stanza.attrs.from ?? "");
+    const id = typeof stanza.attrs.id === "string" ? stanza.attrs.id : undefined;
+    const c = this.o.offline;
+    if (!c || c.relay === false) {
+      this.emit({ type: "offline-relay", action: "dropped", peer, device: to, id });
+      return true;
+    }
+    const itemId = relayItemId(this.clock.now(), this.relaySeq++);
+    const publish = this.iq(
+      publishIq(this.newId(), NODE_RELAY, itemId, relayPayload(deepClone(stanza)), { accessModel: "whitelist", maxItems: RELAY_MAX_ITEMS, quiet: true }),
+    ).then(
+      () => this.emit({ type: "offline-relay", action: "parked", peer, device: to, id }),
+      () => this.emit({ type: "offline-relay", action: "dropped", peer, device: to, id }),
+    );
+    this.relaying = this.relaying.then(() => publish);
+    return true;
+  }
+
+  /** Resolves once every stanza being parked for another device has been published (or failed). */
+  async relayed(): Promise<void> {
+    await this.relaying;
+  }
+
+  /**
+   * Per-device offline sessions: takes the stanzas another device of ours parked for this
+   * device (see forOtherDevice), processes them in the order the server delivered them
+   * (offline starts first, as they arrived) and removes them from the relay node. Call it
+   * after logging in, like publishOfflineOptions(). Returns how many were processed.
+   */
+  async collectOfflineRelays(): Promise<number> {
+    this.offlineConfig();
+    let items: ReturnType<typeof parseItems>;
+    try {
+      items = parseItems(await this.iq(itemsIq(this.newId(), undefined, NODE_RELAY)));
+    } catch {
+      return 0; // no relay node: nothing was parked
+    }
+    const mine = parseRelayItems(items).filter((r) => r.to === this.jid);
+    for (const r of mine) {
+      // Removed first: a stanza is tried once, whatever its outcome (a replay is refused anyway).
+      await this.iq(retractIq(this.newId(), NODE_RELAY, r.itemId)).catch(() => undefined);
+      const stanza = deepClone(r.stanza);
+      this.inbound = this.inbound.then(() => this.onInbound(stanza)).catch(() => undefined);
+    }
+    await this.inbound;
+    if (mine.length) this.emit({ type: "offline-relay", action: "collected", count: mine.length });
+    return mine.length;
+  }
+
   /** XEP-0187 5: "If Bob notices that Alice comes online during his offline ESession with her then he MUST terminate the ESession immediately." */
   private async peerPresence(stanza: Element, from: string): Promise<void> {
     if (stanza.attrs.type !== undefined || !from.includes("/")) return;
     const owner = bareJid(from as Jid);
     for (const [key, s] of [...this.sessions]) {
-      if (s.offlineRole === "sender" && bareJid(key as Jid) === owner && s.isActive) {
+      // Per device (XEP-0187 'match_resource'): only the session with the device that came
+      // online ends; an account-wide (bare JID) session ends on any device of the account.
+      if (s.offlineRole === "sender" && s.isActive && (key === from || key === owner)) {
         s.terminate();
         await this.pump(s);
       }
@@ -1539,6 +1768,20 @@ function isESessionRequest(stanza: Element): boolean {
     // 4-message requests commit with 'dhhashes'; 3-message ones carry 'dhkeys' (XEP-0116 4.2).
     c.form.fields.some((f) => f.var === "dhhashes" || f.var === "dhkeys")
   );
+}
+
+/** One published offline option set and the device ('match_resource') it belongs to. */
+interface OfflineSet {
+  readonly itemId: string;
+  readonly options: ParsedOfflineOptions;
+  /** undefined: an account-wide set (published the old way, or by a client without per-device sets). */
+  readonly resource: string | undefined;
+}
+
+/** The resourcepart of a full JID ("" for a bare JID). */
+function resourceOf(j: string): string {
+  const i = j.indexOf("/");
+  return i < 0 ? "" : j.slice(i + 1);
 }
 
 function safeFullJid(s: string): FullJid | undefined {
