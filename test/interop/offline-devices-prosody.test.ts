@@ -30,7 +30,7 @@ import { bodies, shut, side, subscribe, waitFor, type Side } from "./offline-hel
 let server: ProsodyInstance;
 
 before(async () => {
-  server = await startProsody({ users: [["alice", "alice-pw"], ["bob", "bob-pw"]] });
+  server = await startProsody({ users: [["alice", "alice-pw"], ["bob", "bob-pw"], ["carol", "carol-pw"]] });
 });
 
 after(async () => {
@@ -45,7 +45,7 @@ const ids = {
 };
 const verifier = keyVerifier();
 const peerKeys = async (jid: string): Promise<Element[]> =>
-  jid === "bob@localhost" ? [ids.phone.keyValue, ids.tablet.keyValue] : [ids.laptop.keyValue, ids.pda.keyValue];
+  jid !== "alice@localhost" ? [ids.phone.keyValue, ids.tablet.keyValue] : [ids.laptop.keyValue, ids.pda.keyValue];
 
 /** The option items on `owner`'s subscribers node: item id -> match_resource. */
 async function optionItems(from: Side, owner: string): Promise<Map<string, string | undefined>> {
@@ -162,4 +162,39 @@ test("two offline devices of Bob and Alice's own offline PDA each read all three
   assert.equal(bodies(tablet2.events).length, 3, "no replay was delivered");
   for (const s of [...laptop.received, ...phone2.received, ...tablet2.received, ...pda2.received]) assert.ok(!s.includes("offline #"), "plaintext relayed");
   await shut(laptop, tablet2, pda2);
+});
+
+test("account-wide sets published the old way are one more device next to per-device sets", { timeout: 90_000 }, async () => {
+  const stores = { phone: new MemoryOfflineStore(), legacy: new MemoryOfflineStore() };
+  const carolOpts = (who: "phone" | "tablet", store: MemoryOfflineStore, perDevice: boolean) => ({
+    store: new MemoryStore(),
+    identity: ids[who],
+    verifier,
+    offline: { store, count: 2, lifetimeMs: 3_600_000, peerKeys, perDevice },
+  });
+  const alice = await side(server, "alice", "desk", { store: new MemoryStore(), identity: ids.laptop, verifier, offline: { store: new MemoryOfflineStore(), peerKeys } });
+  const phone = await side(server, "carol", "phone", carolOpts("phone", stores.phone, true));
+  const legacy = await side(server, "carol", "old", carolOpts("tablet", stores.legacy, false));
+  await subscribe(alice, phone);
+  for (const d of [phone, legacy]) assert.equal(await d.client.publishOfflineOptions(), 2);
+  await shut(phone, legacy);
+  await new Promise((r) => setTimeout(r, 300));
+
+  const r = await alice.client.startOfflineSessions("carol@localhost", {});
+  const peers = r.started.map((e) => e.peer).sort();
+  assert.deepEqual(peers, ["carol@localhost", "carol@localhost/phone"], JSON.stringify(r.failed.map((f) => f.device)));
+  for (const p of peers) await alice.client.sendMessage(p, `to ${p}`);
+
+  // The old-style device logs in first: it reads the account-wide session and parks the phone's.
+  const legacy2 = await side(server, "carol", "old", carolOpts("tablet", stores.legacy, false), false);
+  await legacy2.client.announce();
+  await waitFor(legacy2, (e) => bodies(e).length === 1 && relayed(e, "parked") === 1, "legacy: one message, one parked", server);
+  assert.deepEqual(bodies(legacy2.events), ["to carol@localhost"]);
+  await legacy2.client.relayed();
+  const phone2 = await side(server, "carol", "phone", carolOpts("phone", stores.phone, true), false);
+  assert.equal(await phone2.client.collectOfflineRelays(), 1);
+  await phone2.client.announce();
+  await waitFor(phone2, (e) => bodies(e).length === 1, "phone: its message", server);
+  assert.deepEqual(bodies(phone2.events), ["to carol@localhost/phone"]);
+  await shut(alice, legacy2, phone2);
 });
