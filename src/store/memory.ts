@@ -15,14 +15,15 @@
 import { wipe } from "../core/bytes.js";
 import { bareJid, type Clock, type Jid } from "../core/types.js";
 import {
+  makePeerKey,
   makeStoredIdentity,
+  sortedLinks,
   validateFingerprint,
   validatePetname,
   validatePutIdentity,
   validateRecordKeySeen,
   type FullStore,
   type IdentityStore,
-  type KeyJidLink,
   type PeerKey,
   type PutIdentityArgs,
   type RecordKeySeenArgs,
@@ -88,22 +89,7 @@ interface PeerKeyRow {
 }
 
 function peerKeyOut(r: PeerKeyRow): PeerKey {
-  const jids: KeyJidLink[] = [...r.jids.values()]
-    .sort((a, b) => a.firstSeen - b.firstSeen || (a.jid < b.jid ? -1 : 1))
-    .map((l) => ({ ...l }));
-  return {
-    account: r.account,
-    fingerprint: r.fingerprint,
-    alg: r.alg,
-    publicKey: r.publicKey.slice(),
-    firstSeen: r.firstSeen,
-    lastSeen: r.lastSeen,
-    ...(r.petname === undefined ? {} : { petname: r.petname }),
-    ...(r.fingerprintCheckedAt === undefined ? {} : { fingerprintCheckedAt: r.fingerprintCheckedAt }),
-    ...(r.sasConfirmedAt === undefined ? {} : { sasConfirmedAt: r.sasConfirmedAt }),
-    ...(r.revokedAt === undefined ? {} : { revokedAt: r.revokedAt }),
-    jids,
-  };
+  return makePeerKey({ ...r, publicKey: r.publicKey.slice(), jids: sortedLinks(r.jids.values()) });
 }
 
 function identityOut(r: IdentityRow): StoredIdentity {

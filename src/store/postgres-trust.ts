@@ -20,6 +20,7 @@ import { bareJid, type Jid } from "../core/types.js";
 import { isSignAlg } from "../identity/keys.js";
 import { PgDb, bool, bytes, int, optInt, pgCorrupt, str, toPgStoreError, type Queryable, type Row } from "./postgres-db.js";
 import {
+  makePeerKey,
   makeStoredIdentity,
   validateFingerprint,
   validatePetname,
@@ -72,19 +73,19 @@ function toPeerKey(row: Row): PeerKey {
   const revokedAt = optInt(row["revoked_at"], t);
   const jids = row["jids"];
   if (!Array.isArray(jids)) throw pgCorrupt(t);
-  return {
+  return makePeerKey({
     account: str(row["account"], t) as Jid,
     fingerprint: str(row["fingerprint"], t),
     alg,
     publicKey: bytes(row["public_key"], t),
     firstSeen: int(row["first_seen"], t),
     lastSeen: int(row["last_seen"], t),
-    ...(petname === null ? {} : { petname }),
-    ...(fingerprintCheckedAt === undefined ? {} : { fingerprintCheckedAt }),
-    ...(sasConfirmedAt === undefined ? {} : { sasConfirmedAt }),
-    ...(revokedAt === undefined ? {} : { revokedAt }),
+    petname: petname ?? undefined,
+    fingerprintCheckedAt,
+    sasConfirmedAt,
+    revokedAt,
     jids: jids.map(toLink),
-  };
+  });
 }
 
 /** Statements over the v2 tables, on the store's {@link PgDb}. */

@@ -12,6 +12,7 @@ import type Database from "better-sqlite3";
 import { bareJid, type Jid } from "../core/types.js";
 import { isSignAlg } from "../identity/keys.js";
 import {
+  makePeerKey,
   makeStoredIdentity,
   validateFingerprint,
   validatePetname,
@@ -199,19 +200,19 @@ export class TrustTables {
     const fingerprintCheckedAt = optInt(row["fingerprint_checked_at"], t);
     const sasConfirmedAt = optInt(row["sas_confirmed_at"], t);
     const revokedAt = optInt(row["revoked_at"], t);
-    return {
+    return makePeerKey({
       account,
       fingerprint,
       alg,
       publicKey: blob(row["public_key"], t),
       firstSeen: int(row["first_seen"], t),
       lastSeen: int(row["last_seen"], t),
-      ...(petname === null ? {} : { petname }),
-      ...(fingerprintCheckedAt === undefined ? {} : { fingerprintCheckedAt }),
-      ...(sasConfirmedAt === undefined ? {} : { sasConfirmedAt }),
-      ...(revokedAt === undefined ? {} : { revokedAt }),
+      petname: petname ?? undefined,
+      fingerprintCheckedAt,
+      sasConfirmedAt,
+      revokedAt,
       jids: this.q.links.all(account, fingerprint).map(toLink),
-    };
+    });
   }
 
   putIdentity(a: PutIdentityArgs): StoredIdentity {

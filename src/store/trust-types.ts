@@ -177,6 +177,36 @@ export function validatePetname(p: string | undefined): void {
   if (p.trim().length === 0 || p.length > PETNAME_MAX || /[\u0000-\u001f\u007f]/.test(p)) throw new RangeError("bad petname");
 }
 
+/** A PeerKey's fields as a backend reads them: absent optionals may come as undefined. */
+export type PeerKeyFields = Omit<PeerKey, "petname" | "fingerprintCheckedAt" | "sasConfirmedAt" | "revokedAt"> & {
+  readonly petname?: string | undefined;
+  readonly fingerprintCheckedAt?: number | undefined;
+  readonly sasConfirmedAt?: number | undefined;
+  readonly revokedAt?: number | undefined;
+};
+
+/** Builds a PeerKey, leaving out the optional fields a backend has no value for. */
+export function makePeerKey(f: PeerKeyFields): PeerKey {
+  return {
+    account: f.account,
+    fingerprint: f.fingerprint,
+    alg: f.alg,
+    publicKey: f.publicKey,
+    firstSeen: f.firstSeen,
+    lastSeen: f.lastSeen,
+    ...(f.petname === undefined ? {} : { petname: f.petname }),
+    ...(f.fingerprintCheckedAt === undefined ? {} : { fingerprintCheckedAt: f.fingerprintCheckedAt }),
+    ...(f.sasConfirmedAt === undefined ? {} : { sasConfirmedAt: f.sasConfirmedAt }),
+    ...(f.revokedAt === undefined ? {} : { revokedAt: f.revokedAt }),
+    jids: f.jids,
+  };
+}
+
+/** In-memory backends: a key's links, oldest first (ties by JID), as copies. */
+export function sortedLinks(links: Iterable<KeyJidLink>): KeyJidLink[] {
+  return [...links].sort((a, b) => a.firstSeen - b.firstSeen || (a.jid < b.jid ? -1 : 1)).map((l) => ({ ...l }));
+}
+
 const REDACTED = "[private key redacted]";
 
 /** Builds a StoredIdentity whose private key cannot leak through inspect or JSON. */

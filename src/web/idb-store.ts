@@ -22,7 +22,9 @@
  */
 import { bareJid, type Jid } from "../core/types.js";
 import {
+  makePeerKey,
   makeStoredIdentity,
+  sortedLinks,
   validateFingerprint,
   validatePetname,
   validatePutIdentity,
@@ -123,20 +125,7 @@ function retainedOut(r: RetainedRow): RetainedSecret {
 }
 
 function peerKeyOut(r: PeerKeyRow): PeerKey {
-  const jids = [...r.jids].sort((a, b) => a.firstSeen - b.firstSeen || (a.jid < b.jid ? -1 : 1)).map((l) => ({ ...l }));
-  return {
-    account: r.account,
-    fingerprint: r.fingerprint,
-    alg: r.alg,
-    publicKey: r.publicKey.slice(),
-    firstSeen: r.firstSeen,
-    lastSeen: r.lastSeen,
-    ...(r.petname === undefined ? {} : { petname: r.petname }),
-    ...(r.fingerprintCheckedAt === undefined ? {} : { fingerprintCheckedAt: r.fingerprintCheckedAt }),
-    ...(r.sasConfirmedAt === undefined ? {} : { sasConfirmedAt: r.sasConfirmedAt }),
-    ...(r.revokedAt === undefined ? {} : { revokedAt: r.revokedAt }),
-    jids,
-  };
+  return makePeerKey({ ...r, publicKey: r.publicKey.slice(), jids: sortedLinks(r.jids) });
 }
 
 function identityOut(r: IdentityRow): StoredIdentity {
