@@ -50,6 +50,8 @@ export interface IbbOffer {
   readonly stanza: IbbStanzaKind;
 }
 
+type WriteCallback = (error: Error | null | undefined) => void;
+
 /** One open bytestream as a Node Duplex. `end()` flushes then sends <close/>. */
 export class IbbStream extends Duplex {
   private timer: NodeJS.Timeout | undefined;
@@ -58,6 +60,12 @@ export class IbbStream extends Duplex {
   private openWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   private isOpen = false;
   private ended = false;
+  /**
+   * True when our side had asked to end the bytestream (`end()`) before it closed; false
+   * when the peer's <close/> came first (or the stream is still open). A reader that needs
+   * to tell a truncation by the peer from its own close (XTLS) looks at this.
+   */
+  endedLocallyFirst = false;
   /** Bytes this stream sent and received (for benchmarks and progress). */
   bytesWritten_ = 0;
   bytesRead_ = 0;
@@ -68,6 +76,48 @@ export class IbbStream extends Duplex {
     private readonly highWaterBytes: number,
   ) {
     super({ allowHalfOpen: false });
+  }
+
+  private holds = 0;
+  /** The clean close (autoDestroy after 'end' and 'finish') waiting for the holds to go. */
+  private heldClose: (() => void) | undefined;
+  private tlsCarrier = false;
+  private closedByPeer = false;
+
+  /**
+   * Prepares the stream to carry a TLS socket (node:tls over this Duplex, as XTLS does);
+   * returns the function that releases it. Until released, the stream does not emit
+   * 'close' after its clean end: the TLS socket takes its transport's 'close' as its own
+   * and would drop the plaintext its reader has not taken yet. And once the peer has
+   * closed the bytestream (XEP-0047 section 2.3 closes both directions), late writes are
+   * dropped instead of failing: they are the TLS layer answering the peer's close_notify
+   * with its own, which has nowhere to go. Errors still close the stream at once.
+   */
+  carryTls(): () => void {
+    this.tlsCarrier = true;
+    this.holds++;
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.holds--;
+      if (this.holds === 0 && this.heldClose !== undefined) {
+        const close = this.heldClose;
+        this.heldClose = undefined;
+        close();
+      }
+    };
+  }
+
+  override write(chunk: unknown, encoding?: BufferEncoding | WriteCallback, cb?: WriteCallback): boolean {
+    if (this.tlsCarrier && this.closedByPeer) {
+      const done = typeof encoding === "function" ? encoding : cb;
+      if (done !== undefined) process.nextTick(done, null);
+      return true;
+    }
+    if (typeof encoding === "function") return super.write(chunk, encoding);
+    if (encoding === undefined) return super.write(chunk, cb);
+    return super.write(chunk, encoding, cb);
   }
 
   get sid(): string {
@@ -123,7 +173,10 @@ export class IbbStream extends Duplex {
     this.clearTimer();
     this.endpoint.forget(this);
     for (const w of this.openWaiters.splice(0)) w.reject(err ?? new IbbError("closed", "bytestream closed"));
-    cb(err);
+    // The clean close (no error, both sides ended: Node's autoDestroy) of a stream that
+    // carries TLS waits for the release; an abort does not.
+    if (err === null && this.holds > 0 && this.readableEnded && this.writableFinished) this.heldClose = () => cb(null);
+    else cb(err);
   }
 
   /** Called by the endpoint with each event the core produced. */
@@ -146,6 +199,8 @@ export class IbbStream extends Duplex {
         return;
       case "closed": {
         this.ended = true;
+        this.endedLocallyFirst = e.by === "local" || this.writableEnded || this.pendingFinal !== undefined;
+        this.closedByPeer = !this.endedLocallyFirst;
         this.clearTimer();
         this.endpoint.forget(this);
         for (const w of this.openWaiters.splice(0)) w.reject(new IbbError("closed", "bytestream closed before it opened"));

@@ -25,6 +25,7 @@
  */
 import type { Duplex } from "node:stream";
 import type { Socket } from "node:net";
+import { TLSSocket } from "node:tls";
 import { bareJid, type Clock, type FullJid, type Random } from "../core/types.js";
 import { toHex } from "../core/bytes.js";
 import { systemClock, systemRandom } from "../crypto/node.js";
@@ -164,7 +165,11 @@ export class XtlsTunnel {
     readonly peerFingerprint: Fingerprint | undefined,
     readonly leapOfFaith: boolean,
     readonly protocol: string | undefined,
-    /** Resolves when the Jingle session ended (never rejects). */
+    /**
+     * Resolves when the session ended (never rejects). When the peer ends it cleanly while
+     * the reader has not yet taken everything, it resolves once the socket emitted 'end'
+     * (or closed): a truncation found while draining ends it with security-error instead.
+     */
     readonly ended: Promise<XtlsEnd>,
     private readonly closer: () => Promise<void>,
   ) {}
@@ -190,6 +195,8 @@ interface Ctx {
   ibb: Duplex | undefined;
   socket: Duplex | undefined;
   endInfo: XtlsEnd | undefined;
+  /** The peer ended the session cleanly; the reader is still taking buffered data. */
+  draining: XtlsEnd | undefined;
   readonly endWaiters: Array<(e: XtlsEnd) => void>;
 }
 
@@ -215,6 +222,11 @@ interface OwnCandidate {
 function readableEnded(s: Duplex): boolean {
   const state = (s as Duplex & { readonly _readableState?: { readonly ended?: boolean } })._readableState;
   return s.readableEnded || state?.ended === true;
+}
+
+/** Whether our side asked to end the bytestream before it closed (see IbbStream). */
+function endedLocallyFirst(s: Duplex): boolean {
+  return (s as Duplex & { readonly endedLocallyFirst?: boolean }).endedLocallyFirst === true;
 }
 
 function srpUnavailable(): XtlsError {
@@ -705,6 +717,13 @@ export class XtlsClient {
     });
     // Section 6: an invalid TLS record (bad MAC, alert) ends the session with security-error.
     if (plain !== undefined) {
+      // node:tls over a JS stream closes when its transport closes, dropping plaintext
+      // not yet read: the bytestream stays open (after its clean end) until the TLS socket
+      // has closed. (A TLS-SRP plug-in's Duplex manages its transport itself.)
+      if (plain instanceof TLSSocket) {
+        const hold = (ibb as Duplex & { carryTls?: () => () => void }).carryTls?.();
+        if (hold !== undefined) plain.once("close", hold);
+      }
       plain.on("error", (e: Error) => {
         if (ctx.endInfo === undefined)
           this.fail(ctx, new XtlsError("tls-failure", "invalid message on the TLS layer", undefined, { cause: e }));
@@ -716,8 +735,11 @@ export class XtlsClient {
       // EOF (prepended listener), because it ends its readable side on EOF as well. A
       // close_notify, read earlier from the same in-order bytestream, has already ended it.
       // (A SOCKS5 socket is taken over natively by node:tls and emits no 'end' of its own.)
+      // Only a close that the peer started is a truncation: when we ended our side first
+      // (the XEP-0047 <close/> covers both directions), the peer's close_notify may still
+      // be on its way and nothing of ours was cut short.
       ibb.prependListener("end", () => {
-        if (ctx.endInfo === undefined && !readableEnded(plain))
+        if (ctx.endInfo === undefined && !readableEnded(plain) && !endedLocallyFirst(ibb))
           this.fail(ctx, new XtlsError("tls-failure", "the bytestream ended without a TLS close_notify (truncation)"));
       });
     }
@@ -726,6 +748,12 @@ export class XtlsClient {
     });
     const closer = async (): Promise<void> => {
       if (ctx.endInfo !== undefined) return;
+      if (ctx.draining !== undefined) {
+        // The peer already ended the session; closing now gives up what was not read.
+        socket.destroy();
+        await ended;
+        return;
+      }
       const ibbClosed = new Promise<void>((res) => {
         if (ibb.destroyed) res();
         else ibb.once("close", () => res());
@@ -782,6 +810,7 @@ export class XtlsClient {
       ibb: undefined,
       socket: undefined,
       endInfo: undefined,
+      draining: undefined,
       endWaiters: [],
     };
     this.sessions.set(`${peer} ${sid}`, ctx);
@@ -909,15 +938,39 @@ export class XtlsClient {
   }
 
   private onEnded(ctx: Ctx, e: JingleEvent & { type: "terminated" | "failed" }): void {
-    if (ctx.endInfo === undefined) {
+    if (ctx.endInfo === undefined && ctx.draining === undefined) {
       const by = e.type === "terminated" ? e.by : "local";
       const reason = e.type === "terminated" ? e.reason : e.error.reason === undefined ? undefined : { condition: e.error.reason };
-      ctx.endInfo = { by, reason, ...(by === "remote" && reason?.condition !== "success" ? { error: this.endError(e) } : {}) };
+      const info: XtlsEnd = { by, reason, ...(by === "remote" && reason?.condition !== "success" ? { error: this.endError(e) } : {}) };
+      if (ctx.expectedIbb !== undefined) this.ibb.cancel(ctx.jingle.peer, ctx.expectedIbb);
+      // A clean end with the bytestream closed in order (or the peer's close_notify read):
+      // the reader may still be taking what is buffered, so the socket is left to finish
+      // on its own. The rest of the bytestream goes through the TLS layer, the truncation
+      // check included, and the tunnel ends once the reader saw 'end' (or the socket
+      // closed). Anything else (and a TLS-SRP plug-in's own Duplex) is cut off now.
+      const socket = ctx.socket;
+      const drained =
+        reason?.condition === "success" &&
+        socket !== undefined &&
+        !socket.destroyed &&
+        (socket instanceof TLSSocket || socket === ctx.ibb) &&
+        (readableEnded(socket) || (ctx.ibb !== undefined && readableEnded(ctx.ibb)));
+      if (drained) {
+        ctx.draining = info;
+        const settle = (): void => {
+          if (ctx.endInfo !== undefined) return;
+          ctx.endInfo = info;
+          for (const w of ctx.endWaiters.splice(0)) w(info);
+        };
+        socket.once("end", settle);
+        socket.once("close", settle);
+        return;
+      }
+      ctx.endInfo = info;
       ctx.socket?.destroy();
       ctx.ibb?.destroy();
-      if (ctx.expectedIbb !== undefined) this.ibb.cancel(ctx.jingle.peer, ctx.expectedIbb);
     }
-    for (const w of ctx.endWaiters.splice(0)) w(ctx.endInfo);
+    if (ctx.endInfo !== undefined) for (const w of ctx.endWaiters.splice(0)) w(ctx.endInfo);
   }
 
   private emit(e: XtlsEvent): void {

@@ -334,6 +334,74 @@ test("a clean close (close_notify both ways, then IBB <close/>) is still success
   teardown(s);
 });
 
+test("both sides close at once (each ends its side before the other's close_notify arrives): success both ways, no truncation", async () => {
+  for (let i = 0; i < 5; i++) {
+    const s = await setup({ leapOfFaith: () => true }, { leapOfFaith: () => true });
+    const ta = await s.alice.connect(B);
+    const tb = await s.incoming;
+    tb.socket.resume();
+    ta.socket.resume();
+    ta.socket.write("x".repeat(10_000));
+    await readN(tb.socket, 10_000).catch(() => undefined);
+    // The receiver closes as soon as it has what it expects (as receiveFile does), in the
+    // same tick as the sender: both TLS close_notify and both IBB <close/> cross.
+    await Promise.all([tb.close(), ta.close()]);
+    assert.equal((await tb.ended).reason?.condition, "success");
+    assert.equal((await ta.ended).reason?.condition, "success");
+    assert.deepEqual(s.failures, []);
+    teardown(s);
+  }
+});
+
+async function readToEnd(sock: Duplex): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const chunk of sock) parts.push(chunk as Buffer);
+  return Buffer.concat(parts);
+}
+
+test("a slow reader: the peer closes and ends the session before the reader took the data; all of it still arrives and the tunnel ends with success after 'end'", async () => {
+  const s = await setup({ leapOfFaith: () => true }, { leapOfFaith: () => true });
+  const ta = await s.alice.connect(B);
+  const tb = await s.incoming;
+  const payload = Buffer.alloc(40_000, 7);
+  ta.socket.write(payload);
+  // Bob reads nothing yet: Alice's close (close_notify, IBB <close/>, session-terminate
+  // with <success/>) completes while Bob's TLS layer still holds plaintext.
+  await ta.close();
+  assert.equal((await ta.ended).reason?.condition, "success");
+  let bobEnded = false;
+  void tb.ended.then(() => (bobEnded = true));
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(bobEnded, false, "the tunnel is still draining: Bob has not read the data");
+  const got = await readToEnd(tb.socket);
+  assert.equal(got.length, payload.length);
+  assert.deepEqual(got, payload);
+  const endB = await tb.ended;
+  assert.equal(endB.reason?.condition, "success");
+  assert.equal(endB.by, "remote");
+  assert.deepEqual(s.failures, []);
+  teardown(s);
+});
+
+test("truncation while draining: a forged IBB <close/> and session-terminate <success/> before close_notify still fail the reader with tls-failure", async () => {
+  const s = await setup({ leapOfFaith: () => true }, { leapOfFaith: () => true });
+  const ta = await s.alice.connect(B);
+  const tb = await s.incoming;
+  ta.socket.write(Buffer.alloc(30_000, 1));
+  await new Promise((r) => setTimeout(r, 200));
+  const ibbSid = s.wire.map((w) => ibbChild(w)).find((c) => c?.name === "open")?.attrs.sid as string;
+  // Mallory (the server) forges Alice's <close/> and a clean session-terminate; Bob's reader
+  // has not taken the data yet, so his TLS layer has not seen the (missing) close_notify.
+  s.sb.inject(A, el("iq", { type: "set", id: "trunc", to: B }, el("close", { xmlns: NS_IBB, sid: ibbSid })));
+  s.sb.inject(A, el("iq", { type: "set", id: "term", to: B }, buildJingle({ action: "session-terminate", sid: tb.sid, initiator: A, contents: [], reason: { condition: "success" } })));
+  await s.sb.idle();
+  await assert.rejects(readToEnd(tb.socket));
+  const endB = await tb.ended;
+  assert.equal(endB.reason?.condition, "security-error");
+  assert.equal(endB.error?.condition, "tls-failure");
+  teardown(s);
+});
+
 test("a Jingle request for an unknown session gets <unknown-session/>; declined sessions end with <decline/>", async () => {
   const s = await setup({ leapOfFaith: () => true }, { acceptSession: () => false, leapOfFaith: () => true });
   const replies: Element[] = [];
