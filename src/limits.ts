@@ -43,6 +43,14 @@ export interface Limits {
   readonly maxPendingNegotiationsPerPeer: number;
   /** Negotiations waiting for an answer, all peers together. */
   readonly maxPendingNegotiations: number;
+  /**
+   * Inbound negotiation requests (and offline session starts) answered per peer bare JID
+   * per minute: each costs a DH operation, so this bounds the rate, not only the state.
+   * A token bucket: up to this many at once, refilled evenly over a minute.
+   */
+  readonly negotiationRequestsPerMinutePerPeer: number;
+  /** The same for all peers together. */
+  readonly negotiationRequestsPerMinute: number;
 
   // ---- Stanza encryption (src/esession/channel.ts) ----
   /** XEP-0200 value sets (our unconfirmed re-keys plus the current one) kept per session. */
@@ -90,6 +98,8 @@ export const DEFAULT_LIMITS: Readonly<Limits> = Object.freeze({
 
   maxPendingNegotiationsPerPeer: 4,
   maxPendingNegotiations: 256,
+  negotiationRequestsPerMinutePerPeer: 30,
+  negotiationRequestsPerMinute: 1200,
 
   maxValueSets: 8,
   maxSkippedRekeys: 16,

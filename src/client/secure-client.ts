@@ -24,7 +24,7 @@ import { StoreError, type Store } from "../store/types.js";
 import { newThreadId } from "../thread/index.js";
 import { DiscoResponder } from "../disco/responder.js";
 import { getLimits } from "../limits.js";
-import { busyErrorStanza, PendingNegotiations } from "../negotiation/admission.js";
+import { busyErrorStanza, NegotiationRate, PendingNegotiations } from "../negotiation/admission.js";
 import { deepClone, el, type Element, NS } from "../xml/index.js";
 import { toHex } from "../core/bytes.js";
 import { parseJid } from "../core/types.js";
@@ -383,6 +383,12 @@ export class SecureClient {
    * as `sessions` holds). A request over a limit is refused before any DH work.
    */
   private readonly admission = new PendingNegotiations();
+  /** The rate of inbound DH work (requests, offline starts): created with the clock. */
+  private negotiationRate: NegotiationRate | undefined;
+  private rate(): NegotiationRate {
+    this.negotiationRate ??= new NegotiationRate(this.clock.now());
+    return this.negotiationRate;
+  }
   /** Which session holds each admission key (a re-request from the same JID takes it over). */
   private readonly admittedBy = new Map<string, ESession>();
 
@@ -839,6 +845,8 @@ export class SecureClient {
         cryptAlgs: held.cryptAlgs ?? LEGACY_OFFERED_CRYPT_ALGS,
         hashAlgs: held.hashAlgs ?? LEGACY_OFFERED_HASH_ALGS,
       };
+      // Verifying the start costs a DH operation: bounded in rate like live requests.
+      if (this.rate().take(peer, this.clock.now()) !== "allowed") return refuse("too many session starts from this account; try again later");
       s = acceptOfflineSession({
         crypto: this.crypto,
         random: this.random,
@@ -1460,9 +1468,11 @@ export class SecureClient {
     // (per bare JID and in total) and refused with <resource-constraint/> (wait) otherwise,
     // before any store lookup or DH work. A re-request from the same full JID replaces its
     // pending negotiation and keeps its admission.
+    // The rate as well (docs/security.md "Limits"): every request that would be answered
+    // costs a DH operation, a re-request from a resource already negotiating included.
     this.sweepAdmissions();
     const fresh = !this.admission.has(peer);
-    if (this.admission.admit(peer, peer) !== "admitted") {
+    if (this.rate().take(peer, this.clock.now()) !== "allowed" || this.admission.admit(peer, peer) !== "admitted") {
       // RFC 6120 8.3.1: an error stanza is never answered with an error.
       if (stanza.attrs.type !== "error") this.queueSend(busyErrorStanza(stanza));
       return;

@@ -11,7 +11,9 @@
  * rejected with a stanza error); RFC 6120 section 8.3.3.18 <resource-constraint/> (type
  * 'wait': "the requesting entity ... may retry later"). A sans-IO counter: the wiring
  * (SecureClient) admits before creating a responder and releases on establishment,
- * failure or termination.
+ * failure or termination. NegotiationRate bounds the rate of that work too (a token
+ * bucket per bare JID and in total), so a resource that keeps re-requesting, or junk
+ * offline starts, cannot make us do DH work at will.
  */
 import { bareJid, type Jid } from "../core/types.js";
 import { getLimits, type Limits } from "../limits.js";
@@ -79,6 +81,90 @@ export class PendingNegotiations {
   get size(): number {
     return this.pending.size;
   }
+}
+
+export type RateResult = "allowed" | "peer-rate" | "total-rate";
+
+export type RateLimits = Pick<Limits, "negotiationRequestsPerMinutePerPeer" | "negotiationRequestsPerMinute">;
+
+interface Bucket {
+  tokens: number;
+  at: number;
+}
+
+const MINUTE_MS = 60_000;
+/** Buckets remembered at most (the peers seen lately); beyond, full buckets go first. */
+const MAX_TRACKED_PEERS = 4096;
+
+/**
+ * The rate of inbound negotiation work: a token bucket per peer bare JID and one for all
+ * peers, each holding up to its per-minute limit and refilled evenly over a minute. Every
+ * request that would cost a DH operation (a request, a re-request from a resource that is
+ * already negotiating, an offline session start) takes a token; without one it is refused
+ * before any work (docs/security.md "Limits"). Sans-IO: the caller passes the time.
+ */
+export class NegotiationRate {
+  private readonly peers = new Map<string, Bucket>();
+  private readonly total: Bucket;
+  private readonly overrides: Partial<RateLimits> | undefined;
+
+  constructor(now: number, overrides?: Partial<RateLimits>) {
+    this.overrides = overrides;
+    this.total = { tokens: this.limits().negotiationRequestsPerMinute, at: now };
+  }
+
+  private limits(): RateLimits {
+    const l = getLimits();
+    return {
+      negotiationRequestsPerMinutePerPeer: this.overrides?.negotiationRequestsPerMinutePerPeer ?? l.negotiationRequestsPerMinutePerPeer,
+      negotiationRequestsPerMinute: this.overrides?.negotiationRequestsPerMinute ?? l.negotiationRequestsPerMinute,
+    };
+  }
+
+  /** Takes one token for a request from `peer` at `now` (ms) if both buckets have one. */
+  take(peer: Jid | string, now: number): RateResult {
+    const lim = this.limits();
+    refill(this.total, lim.negotiationRequestsPerMinute, now);
+    if (this.total.tokens < 1) return "total-rate";
+    const bare = bareJid(peer as Jid);
+    let b = this.peers.get(bare);
+    if (b === undefined) {
+      b = { tokens: lim.negotiationRequestsPerMinutePerPeer, at: now };
+      this.remember(bare, b, lim.negotiationRequestsPerMinutePerPeer, now);
+    } else refill(b, lim.negotiationRequestsPerMinutePerPeer, now);
+    if (b.tokens < 1) return "peer-rate";
+    b.tokens -= 1;
+    this.total.tokens -= 1;
+    return "allowed";
+  }
+
+  /** Peers with a bucket (for tests and metrics). */
+  get tracked(): number {
+    return this.peers.size;
+  }
+
+  private remember(bare: string, b: Bucket, capacity: number, now: number): void {
+    if (this.peers.size >= MAX_TRACKED_PEERS) {
+      // A bucket that refilled is the same as none: forget those first, then the oldest
+      // (whose peer gets a full bucket again; the total bucket still bounds the rate).
+      for (const [k, v] of this.peers) {
+        refill(v, capacity, now);
+        if (v.tokens >= capacity) this.peers.delete(k);
+      }
+      while (this.peers.size >= MAX_TRACKED_PEERS) {
+        const oldest = this.peers.keys().next().value as string;
+        this.peers.delete(oldest);
+      }
+    }
+    this.peers.set(bare, b);
+  }
+}
+
+function refill(b: Bucket, capacity: number, now: number): void {
+  const elapsed = now - b.at;
+  if (elapsed > 0) b.tokens = Math.min(capacity, b.tokens + (elapsed * capacity) / MINUTE_MS);
+  else b.tokens = Math.min(capacity, b.tokens);
+  b.at = Math.max(b.at, now);
 }
 
 /**

@@ -7,7 +7,8 @@
  *
  * Spec: XEP-0210 v0.3 section 4.4 (expensive work bounded), XEP-0155 v1.2 section 4.3 (a
  * request refused with a stanza error), RFC 6120 section 8.3.3.18 (<resource-constraint/>,
- * type 'wait'), XEP-0187 v0.5 section 3.1; docs/security.md "Limits".
+ * type 'wait'), XEP-0187 v0.5 section 3.1; docs/security.md "Limits". The rate of that work
+ * (requests per bare JID and in total per minute) is bounded as well.
  */
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
@@ -244,6 +245,43 @@ test("admission: established, failed and terminated negotiations release their p
     const est = alice.client.startSession(BOB);
     await w.settle();
     assert.ok((await est).sas, "the account's place is free again");
+  } finally {
+    configureLimits(previous);
+  }
+});
+
+test("rate: a resource that keeps re-requesting, and many accounts at once, get <resource-constraint/> beyond the per-minute rate, with no DH work; the rate refills", async () => {
+  const previous = configureLimits({ negotiationRequestsPerMinutePerPeer: 5, negotiationRequestsPerMinute: 8 });
+  try {
+    const w = world("rate");
+    // One resource re-requesting: its pending negotiation is replaced each time (state stays
+    // bounded), but each answer costs a DH key: five are answered, then it is refused.
+    const outcomes: string[] = [];
+    const dh: number[] = [];
+    for (let i = 0; i < 7; i++) {
+      const before = w.dh();
+      const replies = await w.attacker("mallory@evil.example/r0").request();
+      dh.push(w.dh() - before);
+      outcomes.push(isResponse(replies) ? "answered" : isBusy(replies) ? "busy" : "other");
+    }
+    assert.deepEqual(outcomes, [...Array(5).fill("answered"), "busy", "busy"]);
+    assert.deepEqual(dh.slice(5), [0, 0], "a request over the rate costs no DH work");
+    // Other accounts share the total of 8 per minute: 3 more, then busy.
+    const many: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const replies = await w.attacker(`m${i}@evil.example/x`).request();
+      many.push(isResponse(replies) ? "answered" : isBusy(replies) ? "busy" : "other");
+    }
+    assert.deepEqual(many, ["answered", "answered", "answered", "busy", "busy"]);
+    // A minute later both buckets are full again: an honest peer negotiates normally.
+    w.clock.advance(61_000);
+    w.timers.fire();
+    await w.settle();
+    const alice = w.client("alice@example.org/pda");
+    const est = alice.client.startSession(BOB);
+    await w.settle();
+    assert.ok((await est).sas);
+    assert.ok(isResponse(await w.attacker("mallory@evil.example/r0").request()), "Mallory's bucket refilled too");
   } finally {
     configureLimits(previous);
   }
