@@ -113,6 +113,20 @@ export type ClientEvent =
       readonly reason: string;
       readonly replied: boolean;
     }
+  /**
+   * Handling an inbound stanza (stage "inbound") or finishing a negotiation after an
+   * asynchronous signature ("signing") threw inside the client: a store that failed, a
+   * listener that threw. That stanza was not processed; `peer` and `id` say which one when
+   * known. Never silent, so that an application can log it or reconnect; the message is the
+   * failing layer's own (no key material).
+   */
+  | {
+      readonly type: "internal-error";
+      readonly stage: "inbound" | "signing";
+      readonly peer: string | undefined;
+      readonly id: string | undefined;
+      readonly error: Error;
+    }
   /** A stanza we sent was not delivered decryptably (the peer said so); `willResend` if it is queued for the new session. */
   | { readonly type: "undelivered"; readonly peer: string; readonly id: string; readonly willResend: boolean }
   /** A stanza reported undelivered was sent again in a new session. */
@@ -418,7 +432,9 @@ export class SecureClient {
     this.unsubscribe = o.connection.onStanza((s) => {
       // iq results are matched at once: a handler awaiting one must not wait behind itself.
       if (this.matchIq(s)) return;
-      this.inbound = this.inbound.then(() => this.onInbound(s)).catch(() => undefined);
+      this.inbound = this.inbound
+        .then(() => this.onInbound(s))
+        .catch((e: unknown) => this.internalError("inbound", typeof s.attrs.from === "string" ? s.attrs.from : undefined, typeof s.attrs.id === "string" ? s.attrs.id : undefined, e));
     });
   }
 
@@ -1610,7 +1626,7 @@ export class SecureClient {
         () => s.signatureFailed(req.id),
       )
       .then(() => (this.closed ? undefined : this.pump(s)))
-      .catch(() => undefined);
+      .catch((e: unknown) => this.internalError("signing", s.peer, undefined, e));
   }
 
   private queueSend(stanza: Element): void {
@@ -1765,6 +1781,16 @@ export class SecureClient {
 
   private emit(e: ClientEvent): void {
     for (const l of this.listeners) l(e);
+  }
+
+  /** Reports a failure inside the client (see the "internal-error" event); never throws. */
+  private internalError(stage: "inbound" | "signing", peer: string | undefined, id: string | undefined, e: unknown): void {
+    const error = e instanceof Error ? e : new Error(String(e));
+    try {
+      this.emit({ type: "internal-error", stage, peer, id, error });
+    } catch {
+      // A listener that throws on this event too: nothing more to tell.
+    }
   }
 }
 

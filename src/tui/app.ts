@@ -616,6 +616,12 @@ export class TuiApp {
       case "unprotected":
         this.onPlain(e.peer, e.stanza);
         return;
+      case "internal-error": {
+        const where = e.peer === undefined ? undefined : bareJid(e.peer as FullJid);
+        const what = e.stage === "signing" ? "finishing a negotiation" : "handling a stanza";
+        this.model.say(where, "error", `internal error while ${what}: ${e.error.message} (that stanza was not processed)`);
+        return;
+      }
       default:
         // Events added to SecureClient later (e.g. offline-message bookkeeping) are not
         // the user's business until this view learns them: ignored, never an error.
