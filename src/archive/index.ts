@@ -16,6 +16,7 @@ export * from "./store.js";
 export * from "./sqlite.js";
 export * from "./remote.js";
 export * from "./attach.js";
+export * from "./key-transfer.js";
 
 /** Lists and opens every collection of `store` with the archive key, oldest first. */
 export async function readArchive(store: ArchiveStore, key: ArchiveKey, crypto: ArchiveCrypto = nodeArchiveCrypto): Promise<OpenedCollection[]> {
