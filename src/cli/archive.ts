@@ -50,9 +50,16 @@ import {
   openSqliteArchiveCache,
   type SqliteArchiveCache,
 } from "../archive/index.js";
-import type { SecureClient } from "../client/secure-client.js";
+import {
+  ArchiveKeyRefused,
+  defaultIsAuthenticated,
+  requestArchiveKey,
+  serveArchiveKey,
+} from "../archive/key-transfer.js";
+import type { Established, SecureClient } from "../client/secure-client.js";
+import type { FullStore } from "../store/trust-types.js";
 import { fromBase64, toBase64, toHex, utf8, wipe } from "../core/bytes.js";
-import { bareJid, type Clock, type Jid, jidParts, parseJid, type Random } from "../core/types.js";
+import { bareJid, type Clock, type FullJid, type Jid, jidParts, parseFullJid, parseJid, type Random } from "../core/types.js";
 import { systemRandom } from "../crypto/node.js";
 import { IdentityError } from "../identity/errors.js";
 import { readPrivateFile, writePrivateFile } from "../identity/keyfile.js";
@@ -73,6 +80,18 @@ commands:
   list                 the archived conversations: id, start, number of messages, peer
       --peer JID         only those with JID (a bare JID matches every resource)
   show ID              one conversation as a transcript (ID: a unique prefix of the list's id)
+  request-key --from RESOURCE --server URL
+                       get the key from your other device RESOURCE (running serve-key) over
+                       an Encrypted Session between the two: compare the SAS, then it is
+                       stored as import-key does (--protect: sealed under a new passphrase)
+  serve-key --server URL
+                       on the device holding the key: wait for request-key from your other
+                       devices; each request is shown with the session's SAS and needs y
+      --resource NAME    this device's resource (default archive-XXXX, printed)
+      --once             stop after the first request answered
+      --store FILE       retained secrets and SAS state of these sessions
+                         (default DIR/ACCOUNT.sessions.db)
+      --timeout SECS     request-key: how long to wait for the other device (default 120)
 
 options:
   --account JID        the account (default: the jid of DIR/config.json, or the only
@@ -119,6 +138,10 @@ export const ARCHIVE_CLI_CONDITIONS = [
   "io",
   /** The server could not be reached, refused the login, or offers no archive store. */
   "server",
+  /** request-key: the other device refused, or did not answer in time. */
+  "refused",
+  /** request-key: the SAS of the session with the other device was not confirmed. */
+  "not-authenticated",
 ] as const;
 export type ArchiveCliCondition = (typeof ARCHIVE_CLI_CONDITIONS)[number];
 
@@ -150,6 +173,10 @@ export interface ArchiveCliIo {
   /** Asks for a secret without echo; undefined when there is no terminal to ask on. */
   readonly secret: (question: string) => Promise<string | undefined>;
   readonly random: Random;
+  /** Asks a yes/no question (request-key, serve-key); undefined: no terminal (counts as no). */
+  readonly ask?: (question: string) => Promise<string | undefined>;
+  /** serve-key stops when this resolves (default: SIGINT/SIGTERM). */
+  readonly interrupted?: () => Promise<void>;
 }
 
 export const defaultArchiveIo: ArchiveCliIo = {
@@ -164,6 +191,21 @@ export const defaultArchiveIo: ArchiveCliIo = {
     return promptHidden(question, process.stdin, process.stderr);
   },
   random: systemRandom,
+  async ask(question) {
+    if (!process.stdin.isTTY) return undefined;
+    const { createInterface } = await import("node:readline/promises");
+    const rl = createInterface({ input: process.stdin, output: process.stderr, terminal: true });
+    try {
+      return await rl.question(question);
+    } finally {
+      rl.close();
+    }
+  },
+  interrupted: () =>
+    new Promise<void>((resolve) => {
+      process.once("SIGINT", () => resolve());
+      process.once("SIGTERM", () => resolve());
+    }),
 };
 
 const ENV_PASSPHRASE = "XMPP_E2E_ARCHIVE_PASSPHRASE";
@@ -536,6 +578,11 @@ interface Values {
   readonly json?: boolean | undefined;
   readonly protect?: boolean | undefined;
   readonly force?: boolean | undefined;
+  readonly from?: string | undefined;
+  readonly resource?: string | undefined;
+  readonly store?: string | undefined;
+  readonly timeout?: string | undefined;
+  readonly once?: boolean | undefined;
 }
 
 interface Ctx {
@@ -621,30 +668,204 @@ async function cmdImport(c: Ctx, file: string | undefined): Promise<number> {
     throw new ArchiveCliError("bad-file", `${file} is not an exported archive key`);
   }
   try {
-    if (existsSync(c.keyFile)) {
-      const have = archiveKeyInfo(c.keyFile, c.account);
-      if (have.name === key.name) {
-        c.io.out(`this device already holds archive key ${key.name} for ${c.account}`);
-        return 0;
-      }
-      throw new ArchiveCliError(
-        "key-exists",
-        `${c.account} already has another archive key here (${have.name}, in ${c.keyFile}); move that file away first if you want to replace it`,
-      );
-    }
+    if (alreadyHeld(c, key)) return 0;
     if (c.values.protect && [...passphrase].length < MIN_PASSPHRASE) throw usage(`use a passphrase of at least ${MIN_PASSPHRASE} characters`);
-    const iterations = iterationsOpt(c.values.iterations);
-    writeArchiveKeyFile(c.keyFile, c.account, key, {
-      now: c.io.now(),
-      random: c.io.random,
-      ...(c.values.protect ? { passphrase } : {}),
-      ...(iterations !== undefined ? { iterations } : {}),
-    });
+    keepKey(c, key, c.values.protect ? passphrase : undefined);
   } finally {
     wipe(key.key);
   }
   c.io.out(`imported archive key ${key.name} for ${c.account} into ${c.keyFile} (mode 0600${c.values.protect ? ", sealed under the same passphrase" : ""})`);
   return 0;
+}
+
+/** True (and says so) when this device holds `key` already; key-exists for another key. */
+function alreadyHeld(c: Ctx, key: ArchiveKey): boolean {
+  if (!existsSync(c.keyFile)) return false;
+  const have = archiveKeyInfo(c.keyFile, c.account);
+  if (have.name === key.name) {
+    c.io.out(`this device already holds archive key ${key.name} for ${c.account}`);
+    return true;
+  }
+  throw new ArchiveCliError(
+    "key-exists",
+    `${c.account} already has another archive key here (${have.name}, in ${c.keyFile}); move that file away first if you want to replace it`,
+  );
+}
+
+/** Writes a received key as import-key does (0600, sealed when a passphrase is given). */
+function keepKey(c: Ctx, key: ArchiveKey, passphrase: string | undefined): void {
+  const iterations = iterationsOpt(c.values.iterations);
+  writeArchiveKeyFile(c.keyFile, c.account, key, {
+    now: c.io.now(),
+    random: c.io.random,
+    ...(passphrase !== undefined ? { passphrase } : {}),
+    ...(iterations !== undefined ? { iterations } : {}),
+  });
+}
+
+// ---- the key over an Encrypted Session between two devices (src/archive/key-transfer.ts) --
+
+const yes = (a: string | undefined): boolean => a !== undefined && /^\s*y(es)?\s*$/i.test(a);
+
+/** A SecureClient for the account on `--server`, with `--resource`, and its SQLite store. */
+async function connectDevice(c: Ctx, resource: string): Promise<{ client: SecureClient; store: FullStore; close(): Promise<void> }> {
+  const service = c.values.server;
+  if (service === undefined) throw usage("this command needs --server URL (xmpp://host:port or ws://host:port/xmpp-websocket)");
+  if (!/^(xmpp|wss?):\/\/[^/]/.test(service)) throw usage("--server must be xmpp://host:port or ws[s]://host:port/path");
+  const { local, domain } = jidParts(c.account);
+  if (local === undefined) throw usage("--account needs a local part");
+  const password = await askSecret(c.io, ENV_PASSWORD, `Password for ${c.account}: `, `the password of ${c.account}`);
+  const storePath = c.values.store !== undefined ? resolve(c.values.store) : join(c.dir, `${c.account}.sessions.db`);
+  const { connectXmpp } = await import("../adapters/xmpp-client.js");
+  const { openSqliteStore } = await import("../store/sqlite.js");
+  const { SecureClient: Client } = await import("../client/secure-client.js");
+  let conn: StanzaConnection;
+  try {
+    conn = await connectXmpp({ service, domain, username: local, password, resource });
+  } catch (e) {
+    const cond = e instanceof AdapterError ? e.condition : "connection-failed";
+    throw new ArchiveCliError("server", cond === "auth-failed" ? `the server refused the login of ${c.account} (wrong password?)` : `could not connect to ${service} (${cond})`);
+  }
+  let store: FullStore;
+  try {
+    store = openSqliteStore(storePath);
+  } catch (e) {
+    await conn.close().catch(() => undefined);
+    throw e;
+  }
+  const client = new Client({ connection: conn, store, random: c.io.random });
+  return {
+    client,
+    store,
+    async close() {
+      await client.close().catch(() => undefined);
+      await conn.close().catch(() => undefined);
+      await store.close().catch(() => undefined);
+    },
+  };
+}
+
+/** Asks the user to compare this session's SAS; confirms it (both sides must) when it matches. */
+async function compareSas(c: Ctx, client: SecureClient, device: FullJid, sas: string | undefined): Promise<boolean> {
+  if (sas === undefined) return false;
+  c.io.out(`SAS of the session with ${printable(device)}: ${sas}`);
+  const ok = yes(await c.io.ask?.(`Does ${printable(device)} show the same SAS ${sas}? [y/N] `));
+  if (!ok) return false;
+  await client.confirmSas(device);
+  return true;
+}
+
+async function cmdRequestKey(c: Ctx): Promise<number> {
+  const from = c.values.from;
+  if (from === undefined) throw usage("request-key needs --from RESOURCE (the resource of your device running serve-key)");
+  let device: FullJid;
+  try {
+    device = parseFullJid(`${c.account}/${from}`);
+  } catch {
+    throw usage(`not a resource: ${printable(from)}`);
+  }
+  const secs = c.values.timeout === undefined ? 120 : Number(c.values.timeout);
+  if (!Number.isFinite(secs) || secs <= 0 || secs > 86_400) throw usage("--timeout must be a number of seconds from 1 to 86400");
+  if (existsSync(c.keyFile)) archiveKeyInfo(c.keyFile, c.account); // a damaged file is reported before connecting
+  const passphrase = c.values.protect ? await newPassphrase(c.io, `Passphrase to protect the archive key of ${c.account}: `) : undefined;
+  const resource = c.values.resource ?? `archive-${toHex(c.io.random.bytes(4))}`;
+  if (resource === from) throw usage("--from names this device itself");
+  const dev = await connectDevice(c, resource);
+  try {
+    c.io.out(`connected as ${printable(dev.client.jid)}; negotiating an encrypted session with ${printable(device)} ...`);
+    let est: Established;
+    try {
+      est = await dev.client.startSession(device);
+    } catch (e) {
+      throw new ArchiveCliError("server", `no encrypted session with ${printable(device)} (is serve-key running there?): ${e instanceof Error ? e.message : "failed"}`);
+    }
+    let authenticated = await defaultIsAuthenticated(dev.client, device, { established: est, establishedAt: c.io.now() }, dev.store);
+    if (!authenticated) authenticated = await compareSas(c, dev.client, device, est.sas);
+    if (!authenticated) throw new ArchiveCliError("not-authenticated", `the SAS was not confirmed: no key was requested from ${printable(device)}`);
+    c.io.out(`asking ${printable(device)} for the archive key; approve it there ...`);
+    let key: ArchiveKey;
+    try {
+      key = await requestArchiveKey(dev.client, device, { established: est, isAuthenticated: () => true, timeoutMs: secs * 1000, random: c.io.random });
+    } catch (e) {
+      if (e instanceof ArchiveKeyRefused) throw new ArchiveCliError("refused", `${printable(device)} refused (${e.reason})`);
+      if (e instanceof ArchiveError && e.condition === "timeout") throw new ArchiveCliError("refused", `${printable(device)} did not answer within ${secs} s`);
+      throw e;
+    }
+    try {
+      if (alreadyHeld(c, key)) return 0;
+      keepKey(c, key, passphrase);
+    } finally {
+      wipe(key.key);
+    }
+    c.io.out(`received archive key ${key.name} for ${c.account} from ${printable(device)}; stored in ${c.keyFile} (mode 0600${passphrase !== undefined ? ", sealed under your passphrase" : ""})`);
+    return 0;
+  } finally {
+    await dev.close();
+  }
+}
+
+async function cmdServeKey(c: Ctx): Promise<number> {
+  // Opened once (asking for a sealed key's passphrase now, not when a request comes).
+  const { key, info } = await loadArchiveKey(c.keyFile, c.account, c.io);
+  const resource = c.values.resource ?? `archive-${toHex(c.io.random.bytes(4))}`;
+  let dev: Awaited<ReturnType<typeof connectDevice>>;
+  try {
+    dev = await connectDevice(c, resource);
+  } catch (e) {
+    wipe(key.key);
+    throw e;
+  }
+  const client = dev.client;
+  let answered: () => void = () => undefined;
+  const once = new Promise<void>((r) => (answered = r));
+  // One question at a time on the terminal.
+  let asking: Promise<unknown> = Promise.resolve();
+  const serial = <T>(f: () => Promise<T>): Promise<T> => {
+    const p = asking.then(f);
+    asking = p.catch(() => undefined);
+    return p;
+  };
+  const stop = serveArchiveKey(client, {
+    key: async () => ({ name: key.name, key: Uint8Array.from(key.key) }),
+    store: dev.store,
+    isAuthenticated: (device, facts) =>
+      serial(async () => (await defaultIsAuthenticated(client, device, facts, dev.store)) || compareSas(c, client, device, facts?.established.sas)),
+    approve: (device, facts) =>
+      serial(async () => {
+        const sas = facts?.established.sas;
+        return yes(await c.io.ask?.(`Send archive key ${info.name} to ${printable(device)}${sas !== undefined ? ` (SAS ${sas})` : ""}? [y/N] `));
+      }),
+    onEvent: (e) => {
+      switch (e.type) {
+        case "request":
+          c.io.out(`request for the archive key from ${printable(e.device)}`);
+          return;
+        case "sent":
+          c.io.out(`sent archive key ${e.keyName} to ${printable(e.device)}`);
+          answered();
+          return;
+        case "refused":
+          c.io.out(`refused ${printable(e.device)} (${e.reason})`);
+          answered();
+          return;
+        case "ignored":
+          c.io.out(`ignored a request from ${printable(e.peer)} (${e.reason})`);
+          return;
+      }
+    },
+  });
+  try {
+    c.io.out(`serving archive key ${info.name} as ${printable(client.jid)}`);
+    c.io.out(`  on the other device: xmpp-e2e archive request-key --from ${resource} --account ${c.account} --server ${c.values.server ?? "URL"}`);
+    const interrupted = (c.io.interrupted ?? defaultArchiveIo.interrupted)?.() ?? new Promise<void>(() => undefined);
+    await Promise.race(c.values.once ? [once, interrupted] : [interrupted]);
+    await client.settled();
+    return 0;
+  } finally {
+    stop();
+    wipe(key.key);
+    await dev.close();
+  }
 }
 
 /** Opens the sources list/show read: the local cache (when it exists) and the server. */
@@ -781,7 +1002,18 @@ function report(e: unknown, io: ArchiveCliIo): number {
   let err: ArchiveCliError;
   if (e instanceof ArchiveCliError) err = e;
   else if (e instanceof ArchiveError)
-    err = new ArchiveCliError(e.condition === "server" ? "server" : e.condition === "bad-passphrase" ? "bad-passphrase" : "corrupt", `archive: ${e.message}`);
+    err = new ArchiveCliError(
+      e.condition === "server"
+        ? "server"
+        : e.condition === "bad-passphrase"
+          ? "bad-passphrase"
+          : e.condition === "not-authenticated"
+            ? "not-authenticated"
+            : e.condition === "refused" || e.condition === "timeout"
+              ? "refused"
+              : "corrupt",
+      `archive: ${e.message}`,
+    );
   else if (e instanceof StoreError) err = new ArchiveCliError(e.condition === "corrupt" ? "corrupt" : "io", `the archive cache: ${e.message}`);
   else if (e instanceof IdentityError) err = fileError(e, "key file");
   else if (e instanceof AdapterError) err = new ArchiveCliError("server", `the server connection: ${e.condition}`);
@@ -813,9 +1045,14 @@ export async function run(argv: string[], io: ArchiveCliIo = defaultArchiveIo): 
         json: { type: "boolean", default: false },
         protect: { type: "boolean", default: false },
         force: { type: "boolean", default: false },
+        from: { type: "string" },
+        resource: { type: "string" },
+        store: { type: "string" },
+        timeout: { type: "string" },
+        once: { type: "boolean", default: false },
       },
     });
-    if (!["init", "export-key", "import-key", "list", "show"].includes(cmd)) throw usage(`unknown archive command: ${printable(cmd)}`);
+    if (!["init", "export-key", "import-key", "list", "show", "request-key", "serve-key"].includes(cmd)) throw usage(`unknown archive command: ${printable(cmd)}`);
     const dir = resolve(values.dir ?? defaultArchiveDir(io.env));
     const account = resolveAccount(values.account, dir, io.env);
     const paths = archivePaths(dir, account);
@@ -829,6 +1066,10 @@ export async function run(argv: string[], io: ArchiveCliIo = defaultArchiveIo): 
         return await cmdImport(c, positionals[0]);
       case "list":
         return await cmdList(c);
+      case "request-key":
+        return await cmdRequestKey(c);
+      case "serve-key":
+        return await cmdServeKey(c);
       default:
         return await cmdShow(c, positionals[0]);
     }
