@@ -183,7 +183,7 @@ test("x509 tunnel (leap of faith, then pinned), e2e stream stanzas both ways, cl
   await sa.send(el("presence", {}, el("status", {}, "PROTECTED-MARKER status")));
   await sa.send(el("iq", { type: "get", id: "v1", to: cb.jid }, el("query", { xmlns: "jabber:iq:version" })));
   await sbs.send(el("message", { to: ca.jid }, el("body", {}, "PROTECTED-MARKER Art thou not Romeo")));
-  for (let k = 0; k < 300 && (atB.length < 3 || atA.length < 2); k++) await new Promise((r) => setTimeout(r, 10));
+  for (let k = 0; k < 1500 && (atB.length < 3 || atA.length < 2); k++) await new Promise((r) => setTimeout(r, 10));
   assert.deepEqual(atB.map((s) => s.name), ["message", "presence", "iq"]);
   assert.equal(atB[0]?.getChildText("body"), "PROTECTED-MARKER M'lady");
   assert.equal(atB[0]?.attrs.from, ca.jid);
