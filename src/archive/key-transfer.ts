@@ -131,15 +131,14 @@ export type IsAuthenticated = (device: FullJid, facts: SessionFacts | undefined)
  *    or a SAS confirmed in a session authenticated by that key: per key, the strongest);
  * 2. else, with `store` (the SasStore given to the SecureClient), the users confirmed a
  *    SAS with the account (`getSasState(account, account)`) during this session (at or
- *    after its establishment), or before it and this session continued a retained-secret
- *    chain (`retainedSecretMatched`, XEP-0116 section 7.3);
- * 3. else, without a store: the same from the `established` event alone
- *    (`sasConfirmedBefore && retainedSecretMatched`).
+ *    after its establishment);
+ * 3. else: not authenticated.
  * The store's SAS state is per bare JID, i.e. for own devices per ACCOUNT: it says that
- * a SAS with one of the user's devices was confirmed, not necessarily with this one. Rule
- * 2/3 therefore also asks for this session to be fresh-confirmed or chained; applications
- * that can should configure a TrustManager (rule 1), or show this session's SAS in the
- * approval prompt as the CLI does.
+ * a SAS with one of the user's devices was confirmed, not with which. A SAS confirmed in
+ * an earlier session, continued by a retained-secret chain, is therefore NOT enough here:
+ * a device the server planted earlier holds a chain of its own with us, and the account's
+ * "confirmed" flag may come from another device. Handing over the archive key needs this
+ * session's SAS compared now (the CLI shows it in the approval prompt) or a verified key.
  */
 export async function defaultIsAuthenticated(
   client: SecureClient,
@@ -154,9 +153,9 @@ export async function defaultIsAuthenticated(
   if (store) {
     const s = await store.getSasState(account, account);
     if (!s.confirmed) return false;
-    return (s.confirmedAt ?? -Infinity) >= facts.establishedAt || facts.established.retainedSecretMatched;
+    return (s.confirmedAt ?? -Infinity) >= facts.establishedAt;
   }
-  return facts.established.sasConfirmedBefore && facts.established.retainedSecretMatched;
+  return false;
 }
 
 /**

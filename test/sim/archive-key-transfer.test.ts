@@ -263,3 +263,37 @@ test("no answer: the request times out (virtual timers)", async () => {
   timers.fire();
   assert.equal(await outcome, "timeout");
 });
+
+test("a SAS confirmed in an earlier session is not enough, even when this session continues its retained-secret chain: this session's SAS must be compared", async () => {
+  const w = world("chain");
+  const laptop = w.device("alice@example.org/laptop");
+  const phone = w.device("alice@example.org/phone");
+  const served: ServeEvent[] = [];
+  serveArchiveKey(laptop.client, { key: async () => w.copy(), approve: async () => true, store: laptop.store, clock: w.clock, onEvent: (e) => served.push(e) });
+  // First session: SAS compared and confirmed, then ended.
+  await phone.client.startSession(laptop.jid);
+  await w.settle();
+  await confirmBoth(phone, laptop);
+  await phone.client.terminate(laptop.jid);
+  await w.settle();
+  // Second session: continues the chain (retained secret matched, SAS confirmed before),
+  // which is enough to chat but not to hand over the archive key.
+  w.clock.advance(1_000);
+  const est = await phone.client.startSession(laptop.jid);
+  await w.settle();
+  assert.ok(est.retainedSecretMatched && est.sasConfirmedBefore, "the second session continues the confirmed chain");
+  await assert.rejects(
+    requestArchiveKey(phone.client, laptop.jid, { established: est, store: phone.store, clock: w.clock }),
+    (e: unknown) => e instanceof ArchiveError && e.condition === "not-authenticated",
+  );
+  await assert.rejects(
+    requestArchiveKey(phone.client, laptop.jid, { established: est, isAuthenticated: () => true, clock: w.clock }),
+    (e: unknown) => e instanceof ArchiveKeyRefused && e.reason === "not-authenticated",
+  );
+  // Comparing this session's SAS now is enough.
+  w.clock.advance(1_000);
+  await confirmBoth(phone, laptop);
+  const got = await requestArchiveKey(phone.client, laptop.jid, { established: est, store: phone.store, clock: w.clock, random: new SeededRandom(nodeCrypto, "chain-req") });
+  assert.deepEqual([...got.key], [...w.key.key]);
+  noKeyOnWire(w.relayed, w.key);
+});
