@@ -397,6 +397,12 @@ export class SecureClient {
    * as `sessions` holds). A request over a limit is refused before any DH work.
    */
   private readonly admission = new PendingNegotiations();
+  /**
+   * The retained secret each device's latest session produced (full JID -> id). Secrets
+   * are stored per bare JID, so with several devices "the latest for the account" may be
+   * another device's: a SAS confirmation marks this one's chain.
+   */
+  private readonly retainedIdOf = new Map<string, string>();
   /** The rate of inbound DH work (requests, offline starts): created with the clock. */
   private negotiationRate: NegotiationRate | undefined;
   private rate(): NegotiationRate {
@@ -630,8 +636,13 @@ export class SecureClient {
   /** Records that the users compared the SAS and it matched. */
   async confirmSas(peer: string): Promise<void> {
     const account = bareJid(this.jid);
+    const confirmed = async (): Promise<{ id: string } | undefined> => {
+      const list = await this.o.store.list(account, bareJid(parseFullJid(peer)));
+      const own = this.retainedIdOf.get(peer);
+      return (own !== undefined ? list.find((r) => r.id === own) : undefined) ?? list[0];
+    };
     if (this.o.trust) {
-      const latestRs = (await this.o.store.list(account, bareJid(parseFullJid(peer))))[0];
+      const latestRs = await confirmed();
       await this.o.trust.confirmSas({
         account,
         jid: bareJid(parseFullJid(peer)),
@@ -642,7 +653,7 @@ export class SecureClient {
       return;
     }
     await this.o.store.setSasConfirmed(account, bareJid(parseFullJid(peer)), this.clock.now());
-    const latest = (await this.o.store.list(account, bareJid(parseFullJid(peer))))[0];
+    const latest = await confirmed();
     if (latest) await this.o.store.markChainVerified(latest.id);
   }
 
@@ -1643,7 +1654,7 @@ export class SecureClient {
         this.logging.set(s, e.options.logging);
         const account = bareJid(this.jid);
         const sasState = await this.o.store.getSasState(account, bareJid(peer));
-        if (e.newRetainedSecret) await this.retain(account, bareJid(peer), e.newRetainedSecret, e.replaces);
+        if (e.newRetainedSecret) await this.retain(account, peer, e.newRetainedSecret, e.replaces);
         const info: Established = {
           peer,
           thread: s.thread,
@@ -1738,17 +1749,28 @@ export class SecureClient {
   }
 
   /** Stores the new retained secret, destroying the SRS it replaces (XEP-0217). */
-  private async retain(account: Jid, peer: Jid, secret: Uint8Array, replaces: string | undefined): Promise<void> {
+  private async retain(account: Jid, device: FullJid, secret: Uint8Array, replaces: string | undefined): Promise<void> {
+    const peer = bareJid(device);
     try {
-      await this.o.store.replace({ account, peer, ...(replaces ? { oldSecretId: replaces } : {}), secret, now: this.clock.now(), verifiedChain: false });
+      const kept = await this.o.store.replace({ account, peer, ...(replaces ? { oldSecretId: replaces } : {}), secret, now: this.clock.now(), verifiedChain: false });
+      this.noteRetained(device, kept.id);
     } catch (err) {
       // Only a concurrent replacement of the same SRS is recoverable: keep the newest
       // secret as a fresh chain. Any other store failure propagates.
       if (!(err instanceof StoreError && err.condition === "not-found")) throw err;
-      await this.o.store.replace({ account, peer, secret, now: this.clock.now(), verifiedChain: false });
+      const kept = await this.o.store.replace({ account, peer, secret, now: this.clock.now(), verifiedChain: false });
+      this.noteRetained(device, kept.id);
     } finally {
       secret.fill(0);
     }
+  }
+
+  private noteRetained(device: FullJid, id: string): void {
+    this.retainedIdOf.delete(device);
+    this.retainedIdOf.set(device, id);
+    // Bounded (a gateway sees many devices): the oldest go; confirmSas then falls back to
+    // the account's latest secret, as before.
+    if (this.retainedIdOf.size > 10_000) this.retainedIdOf.delete(this.retainedIdOf.keys().next().value as string);
   }
 
   private arm(): void {
