@@ -9,35 +9,21 @@
  * Spec: XEP-0136 v1.3.1 sections 3.2, 7.1, 7.2, 8; XEP-0241 v0.1 section 2; XEP-0049 v1.2.
  * Everything runs on 127.0.0.1 with a private Prosody.
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { nodeCrypto } from "../../src/crypto/node.js";
 import { SeededRandom } from "../../src/core/testing.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { ARCHIVE_POLICY, archiveFor, type ArchiveCliIo, run } from "../../src/cli/archive.js";
-import { startProsody, type ProsodyInstance } from "../harness/prosody.js";
-import { bodies, shut, side, waitFor } from "./offline-helpers.js";
+import type { ProsodyInstance } from "../harness/prosody.js";
+import { bodies, privateStorageProsody, shut, side, waitFor } from "./offline-helpers.js";
 
 let server: ProsodyInstance;
 let root: string;
-
-before(async () => {
-  root = mkdtempSync(join(tmpdir(), "archive-cli-interop-"));
-  server = await startProsody({
-    users: [
-      ["alice", "alice-pw"],
-      ["bob", "bob-pw"],
-    ],
-    extraConfig: ['VirtualHost "localhost"', '  modules_enabled = { "private" }'].join("\n"),
-  });
-});
-
-after(async () => {
-  await server?.stop();
-  rmSync(root, { recursive: true, force: true });
+privateStorageProsody("archive-cli-interop-", ["alice", "bob"], (s, d) => {
+  server = s;
+  root = d;
 });
 
 const PASS = "two devices, one key";

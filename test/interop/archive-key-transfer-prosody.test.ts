@@ -9,35 +9,22 @@
  * (the key travels inside the session); XEP-0116 v0.16 section 4.7.2 (SAS); XEP-0049 v1.2.
  * docs/archive.md "Bringing the key to another device". Everything on 127.0.0.1.
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { nodeCrypto } from "../../src/crypto/node.js";
 import { SeededRandom } from "../../src/core/testing.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { ARCHIVE_POLICY, archiveFor, type ArchiveCliIo, run } from "../../src/cli/archive.js";
-import { startProsody, type ProsodyInstance } from "../harness/prosody.js";
-import { bodies, shut, side, waitFor } from "./offline-helpers.js";
+import type { ProsodyInstance } from "../harness/prosody.js";
+import { bodies, privateStorageProsody, shut, side, waitFor } from "./offline-helpers.js";
 
 let server: ProsodyInstance;
 let root: string;
-
-before(async () => {
-  root = mkdtempSync(join(tmpdir(), "archive-key-transfer-interop-"));
-  server = await startProsody({
-    users: [
-      ["alice", "alice-pw"],
-      ["bob", "bob-pw"],
-    ],
-    extraConfig: ['VirtualHost "localhost"', '  modules_enabled = { "private" }'].join("\n"),
-  });
-});
-
-after(async () => {
-  await server?.stop();
-  rmSync(root, { recursive: true, force: true });
+privateStorageProsody("archive-key-transfer-interop-", ["alice", "bob"], (s, d) => {
+  server = s;
+  root = d;
 });
 
 interface Cli {

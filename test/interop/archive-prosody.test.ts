@@ -13,10 +13,9 @@
  * direction to be archived in any way"), XEP-0241 v0.1 section 2 (encrypted collections),
  * XEP-0049 v1.2 (private storage). Everything runs on 127.0.0.1 with a private Prosody.
  */
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { systemRandom } from "../../src/crypto/node.js";
 import { MemoryStore } from "../../src/store/memory.js";
@@ -33,30 +32,14 @@ import {
   readArchive,
   type AttachmentEvent,
 } from "../../src/archive/index.js";
-import { startProsody, type ProsodyInstance } from "../harness/prosody.js";
-import { bodies, shut, side, type Side, waitFor } from "./offline-helpers.js";
+import type { ProsodyInstance } from "../harness/prosody.js";
+import { bodies, privateStorageProsody, shut, side, type Side, waitFor } from "./offline-helpers.js";
 
 let server: ProsodyInstance;
 let dir: string;
-
-before(async () => {
-  dir = mkdtempSync(join(tmpdir(), "archive-interop-"));
-  server = await startProsody({
-    users: [
-      ["alice", "alice-pw"],
-      ["bob", "bob-pw"],
-      ["carol", "carol-pw"],
-      ["dave", "dave-pw"],
-    ],
-    // mod_private for localhost only: host-level modules_enabled adds to the global list
-    // (Prosody 0.12 modulemanager); the harness's own VirtualHost line follows.
-    extraConfig: ['VirtualHost "localhost"', '  modules_enabled = { "private" }'].join("\n"),
-  });
-});
-
-after(async () => {
-  await server?.stop();
-  rmSync(dir, { recursive: true, force: true });
+privateStorageProsody("archive-interop-", ["alice", "bob", "carol", "dave"], (s, d) => {
+  server = s;
+  dir = d;
 });
 
 /** Every file under `root`, recursively. */

@@ -12,7 +12,11 @@ import type { StanzaConnection } from "../../src/adapters/connection.js";
 import { type ClientEvent, SecureClient, type SecureClientOptions } from "../../src/client/secure-client.js";
 import { bareJid } from "../../src/core/types.js";
 import { el, type Element } from "../../src/xml/index.js";
-import type { ProsodyInstance } from "../harness/prosody.js";
+import { after, before } from "node:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startProsody, type ProsodyInstance } from "../harness/prosody.js";
 
 export interface Side {
   readonly conn: XmppConnection;
@@ -93,4 +97,27 @@ export async function shut(...sides: Side[]): Promise<void> {
     await s.client.close().catch(() => undefined);
     await s.conn.close().catch(() => undefined);
   }
+}
+
+/**
+ * For a test file: a Prosody with mod_private (XEP-0049, where the archive lives on Prosody)
+ * for `users` (password "<user>-pw") and a scratch directory, started before the file's
+ * tests and removed after; `use` receives both. mod_private is enabled for localhost only:
+ * host-level modules_enabled adds to the global list (Prosody 0.12 modulemanager).
+ */
+export function privateStorageProsody(prefix: string, users: readonly string[], use: (server: ProsodyInstance, dir: string) => void): void {
+  let server: ProsodyInstance | undefined;
+  let dir: string | undefined;
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), prefix));
+    server = await startProsody({
+      users: users.map((u): [string, string] => [u, `${u}-pw`]),
+      extraConfig: ['VirtualHost "localhost"', '  modules_enabled = { "private" }'].join("\n"),
+    });
+    use(server, dir);
+  });
+  after(async () => {
+    await server?.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
 }

@@ -29,7 +29,7 @@ import { type FullJid, parseFullJid } from "../../src/core/types.js";
 import { nodeCrypto } from "../../src/crypto/node.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { el } from "../../src/xml/index.js";
-import { VirtualTimers } from "./pair.js";
+import { settleBoard, VirtualTimers } from "./pair.js";
 
 interface Device {
   readonly jid: FullJid;
@@ -52,14 +52,7 @@ function world(seed: string) {
     devices.push(d);
     return d;
   };
-  const settle = async (): Promise<void> => {
-    for (let i = 0; i < 200; i++) {
-      await board.idle();
-      for (const d of devices) await d.client.settled();
-      await new Promise((r) => setImmediate(r));
-      if (board.pending().length === 0) return;
-    }
-  };
+  const settle = (): Promise<void> => settleBoard(board, devices.map((d) => d.client));
   const rnd = new SeededRandom(nodeCrypto, `${seed}/key`);
   const key: ArchiveKey = newArchiveKey(rnd);
   const copy = (): ArchiveKey => ({ name: key.name, key: Uint8Array.from(key.key) });

@@ -107,22 +107,26 @@ export function makePair(o: PairOptions = {}): Pair {
   bob.on((e) => bobEvents.push(e));
   const relayed: Relayed[] = [];
   board.tap((r) => relayed.push(r));
-  const settle = async (): Promise<void> => {
-    for (let i = 0; i < 200; i++) {
-      if (board.mode === "manual") board.flush();
-      await board.idle();
-      await alice.settled();
-      await bob.settled();
-      await new Promise((r) => setImmediate(r));
-      if (board.pending().length === 0) {
-        await alice.settled();
-        await bob.settled();
-        if (board.pending().length === 0) return;
-      }
-    }
-    throw new Error("settle: no quiescence");
-  };
+  const settle = (): Promise<void> => settleBoard(board, [alice, bob]);
   const bodies = (side: "alice" | "bob") =>
     (side === "alice" ? aliceEvents : bobEvents).flatMap((e) => (e.type === "message" && e.body !== undefined ? [e.body] : []));
   return { board, clock, timers, alice, bob, aliceJid, bobJid, aliceEvents, bobEvents, relayed, aliceStore, bobStore, settle, bodies };
+}
+
+/**
+ * Runs `board` and `clients` until nothing is in flight: no stanza pending on the board and
+ * every client settled (the manual board is flushed). Throws when there is no quiescence.
+ */
+export async function settleBoard(board: Switchboard, clients: readonly { settled(): Promise<void> }[]): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (board.mode === "manual") board.flush();
+    await board.idle();
+    for (const c of clients) await c.settled();
+    await new Promise((r) => setImmediate(r));
+    if (board.pending().length === 0) {
+      for (const c of clients) await c.settled();
+      if (board.pending().length === 0) return;
+    }
+  }
+  throw new Error("settle: no quiescence");
 }

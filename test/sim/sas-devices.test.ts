@@ -13,7 +13,7 @@ import { SeededRandom, VirtualClock } from "../../src/core/testing.js";
 import { type Jid, parseFullJid } from "../../src/core/types.js";
 import { nodeCrypto } from "../../src/crypto/node.js";
 import { MemoryStore } from "../../src/store/memory.js";
-import { VirtualTimers } from "./pair.js";
+import { settleBoard, VirtualTimers } from "./pair.js";
 
 test("confirming the SAS with one of Bob's devices verifies that device's chain, not the chain of Bob's latest session", async () => {
   const board = new Switchboard();
@@ -26,14 +26,7 @@ test("confirming the SAS with one of Bob's devices verifies that device's chain,
     clients.push(client);
     return { jid: parseFullJid(jid), store, client };
   };
-  const settle = async (): Promise<void> => {
-    for (let i = 0; i < 200; i++) {
-      await board.idle();
-      for (const c of clients) await c.settled();
-      await new Promise((r) => setImmediate(r));
-      if (board.pending().length === 0) return;
-    }
-  };
+  const settle = (): Promise<void> => settleBoard(board, clients);
   const alice = mk("alice@example.org/pda");
   const phone = mk("bob@example.com/phone");
   const laptop = mk("bob@example.com/laptop");

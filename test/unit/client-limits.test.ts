@@ -24,7 +24,7 @@ import { configureLimits, resetLimits } from "../../src/limits.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { MemoryOfflineStore } from "../../src/store/offline.js";
 import { el, type Element, NS } from "../../src/xml/index.js";
-import { VirtualTimers } from "../sim/pair.js";
+import { settleBoard, VirtualTimers } from "../sim/pair.js";
 
 after(() => resetLimits());
 
@@ -81,15 +81,7 @@ function world(seed: string): World {
     return { client, events };
   };
   const bob = mk(BOB, counted.crypto);
-  const settle = async (): Promise<void> => {
-    for (let i = 0; i < 200; i++) {
-      await board.idle();
-      for (const c of clients) await c.settled();
-      await new Promise((r) => setImmediate(r));
-      if (board.pending().length === 0) return;
-    }
-    throw new Error("no quiescence");
-  };
+  const settle = (): Promise<void> => settleBoard(board, clients);
   let n = 0;
   const attackers = new Map<string, { request(): Promise<Element[]>; inbox: Element[] }>();
   return {
