@@ -197,16 +197,6 @@ export function buildKeyValue(k: KeyValueData): Element {
         ),
       );
     case "ed25519":
-      return el(
-        "KeyValue",
-        { xmlns: XMLDSIG_NS },
-        el(
-          "ECKeyValue",
-          { xmlns: XMLDSIG11_NS },
-          el("NamedCurve", { URI: ED25519_CURVE_URI }),
-          el("PublicKey", {}, k.publicKey),
-        ),
-      );
     case "ec-p256":
       return el(
         "KeyValue",
@@ -214,7 +204,7 @@ export function buildKeyValue(k: KeyValueData): Element {
         el(
           "ECKeyValue",
           { xmlns: XMLDSIG11_NS },
-          el("NamedCurve", { URI: P256_CURVE_URI }),
+          el("NamedCurve", { URI: k.type === "ed25519" ? ED25519_CURVE_URI : P256_CURVE_URI }),
           el("PublicKey", {}, k.publicKey),
         ),
       );
