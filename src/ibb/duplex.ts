@@ -60,12 +60,7 @@ export class IbbStream extends Duplex {
   private openWaiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   private isOpen = false;
   private ended = false;
-  /**
-   * True when our side had asked to end the bytestream (`end()`) before it closed; false
-   * when the peer's <close/> came first (or the stream is still open). A reader that needs
-   * to tell a truncation by the peer from its own close (XTLS) looks at this.
-   */
-  endedLocallyFirst = false;
+  private localFirst = false;
   /** Bytes this stream sent and received (for benchmarks and progress). */
   bytesWritten_ = 0;
   bytesRead_ = 0;
@@ -118,6 +113,15 @@ export class IbbStream extends Duplex {
     if (typeof encoding === "function") return super.write(chunk, encoding);
     if (encoding === undefined) return super.write(chunk, cb);
     return super.write(chunk, encoding, cb);
+  }
+
+  /**
+   * True when our side had asked to end the bytestream (`end()`) before it closed; false
+   * when the peer's <close/> came first (or the stream is still open). A reader that needs
+   * to tell a truncation by the peer from its own close (XTLS) looks at this.
+   */
+  get endedLocallyFirst(): boolean {
+    return this.localFirst;
   }
 
   get sid(): string {
@@ -199,8 +203,8 @@ export class IbbStream extends Duplex {
         return;
       case "closed": {
         this.ended = true;
-        this.endedLocallyFirst = e.by === "local" || this.writableEnded || this.pendingFinal !== undefined;
-        this.closedByPeer = !this.endedLocallyFirst;
+        this.localFirst = e.by === "local" || this.writableEnded || this.pendingFinal !== undefined;
+        this.closedByPeer = !this.localFirst;
         this.clearTimer();
         this.endpoint.forget(this);
         for (const w of this.openWaiters.splice(0)) w.reject(new IbbError("closed", "bytestream closed before it opened"));
