@@ -222,6 +222,19 @@ export class XtlsRun {
     return true;
   }
 
+  /** Alice writes the marker into her tunnel; waits (at most 5 s) until Bob read it. */
+  async deliverSecret(ta: XtlsTunnel): Promise<void> {
+    ta.socket.write(SECRET);
+    await this.until(() => this.count() > 0, 5000);
+  }
+
+  /** The clean ending of a case: the marker delivered, Alice closes, both tunnels end. */
+  async deliverAndClose(ta: XtlsTunnel): Promise<void> {
+    await this.deliverSecret(ta);
+    await ta.close();
+    await this.ends();
+  }
+
   /** Waits for each existing tunnel to end (bounded), then for the wire to settle. */
   async ends(ms = 8000): Promise<void> {
     await Promise.all([this.ta, this.tb].map((t) => (t === undefined ? undefined : withTimeout(t.ended, ms, "").catch(() => undefined))));

@@ -105,10 +105,7 @@ xcase("ibb: the sid of an in-flight block rewritten (bad sid)", { expect: "bob:i
 xcase("ibb: a forged block for an unknown sid is refused, the tunnel goes on", { expect: "bob:ibb-error(item-not-found) alice:terminate(success) alice:end(local,success) bob:end(success) delivered:1", delivers: true }, async (r) => {
   const { ta } = await r.establish();
   r.sb.inject(ALICE, el("iq", { type: "set", id: "forged-1", to: BOB }, dataElement("unknown-sid", 0, Buffer.from("FORGED"))));
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
-  await ta.close();
-  await r.ends();
+  await r.deliverAndClose(ta);
 });
 
 xcase("ibb: out-of-order (seq n+1 arrives before n)", { expect: "bob:ibb-error(unexpected-request) bob:ibb-error(item-not-found) bob:terminate(security-error) alice:end(security-error) bob:end(local,security-error,tls-failure/ibb:unexpected-request) delivered:0" }, async (r) => {
@@ -160,17 +157,13 @@ xcase("ibb: data before <open/> (injected for the announced sid while Jingle run
     return { action: "deliver" };
   });
   const { ta } = await r.establish();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
-  await ta.close();
-  await r.ends();
+  await r.deliverAndClose(ta);
   return `forged-delivered:${r.count("EARLY-FORGED")}`;
 });
 
 xcase("ibb: data after <close/> (a block for the closed sid, with the next seq)", { expect: "alice:terminate(success) bob:ibb-error(item-not-found) alice:end(local,success) bob:end(success) delivered:1 forged-delivered:0", delivers: true }, async (r) => {
   const { ta } = await r.establish();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
+  await r.deliverSecret(ta);
   const sid = ibbSid(r.relayed) ?? "";
   const seq = r.nextSeq(ALICE);
   await ta.close();
@@ -185,16 +178,12 @@ xcase("ibb: a third party closes the bytestream", { expect: "bob:ibb-error(item-
   const { ta } = await r.establish();
   await mallory.send(el("iq", { type: "set", id: "m-close", to: BOB }, closeElement(ibbSid(r.relayed) ?? "")));
   await r.settle();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
-  await ta.close();
-  await r.ends();
+  await r.deliverAndClose(ta);
 });
 
 xcase("ibb: replay of a delivered block (old seq) later", { expect: "bob:ibb-error(unexpected-request) bob:terminate(security-error) alice:end(security-error) bob:end(local,security-error,tls-failure/ibb:unexpected-request) delivered:1", delivers: true }, async (r) => {
   const { ta } = await r.establish();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
+  await r.deliverSecret(ta);
   await r.settle();
   const last = [...r.relayed].reverse().find((x) => x.from === ALICE && isIbbData(x.stanza));
   if (last !== undefined) r.sb.inject(ALICE, withIbb(last.stanza, {}));
@@ -203,8 +192,7 @@ xcase("ibb: replay of a delivered block (old seq) later", { expect: "bob:ibb-err
 
 xcase("ibb+tls: replay of a delivered block re-sequenced to the expected seq (TLS must refuse it)", { expect: "bob:terminate(security-error) alice:end(security-error) bob:end(local,security-error,tls-failure/ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC) delivered:1", delivers: true }, async (r) => {
   const { ta } = await r.establish();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
+  await r.deliverSecret(ta);
   await r.settle();
   const last = [...r.relayed].reverse().find((x) => x.from === ALICE && isIbbData(x.stanza));
   if (last !== undefined) r.sb.inject(ALICE, withIbb(last.stanza, { seq: r.nextSeq(ALICE) }));
@@ -262,10 +250,7 @@ xcase("jingle: transport-info for an unknown sid during a live session", { expec
   const { ta } = await r.establish();
   r.sb.inject(ALICE, el("iq", { type: "set", id: "ti-1", to: BOB }, buildJingle({ action: "transport-info", sid: "unknown-sid", initiator: ALICE, contents: [] })));
   await r.settle();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
-  await ta.close();
-  await r.ends();
+  await r.deliverAndClose(ta);
 });
 
 xcase("jingle: duplicate session-initiate (duplicated in transit)", { expect: "bob:jingle-error(out-of-order) alice:terminate(success) alice:end(local,success) bob:end(success) delivered:1 bob-tunnels:1", delivers: true }, async (r) => {
@@ -280,10 +265,7 @@ xcase("jingle: duplicate session-initiate (duplicated in transit)", { expect: "b
     return { action: "duplicate" };
   });
   const { ta } = await r.establish();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
-  await ta.close();
-  await r.ends();
+  await r.deliverAndClose(ta);
   return `bob-tunnels:${tunnels}`;
 });
 
@@ -293,10 +275,7 @@ xcase("jingle: session-initiate replayed after the session ended", { expect: "al
     if (e.type === "tunnel") tunnels++;
   });
   const { ta } = await r.establish();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
-  await ta.close();
-  await r.ends();
+  await r.deliverAndClose(ta);
   const init = r.relayed.find((x) => jingleAction(x.stanza) === "session-initiate");
   const from = r.relayed.length;
   if (init !== undefined) r.sb.inject(ALICE, copyOf(init.stanza));
@@ -327,10 +306,7 @@ xcase("jingle: session-accept from a third party (Mallory, with her fingerprint)
     return { action: "deliver" };
   });
   const { ta } = await r.establish();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
-  await ta.close();
-  await r.ends();
+  await r.deliverAndClose(ta);
   return `peer-fingerprint:${ta.peerFingerprint?.value === id.bob.fingerprint.value ? "bob" : "other"}`;
 });
 
@@ -346,10 +322,7 @@ xcase("reflection: Alice's session-initiate sent back to her as if from Bob", { 
     return { action: "deliver" };
   });
   const { ta } = await r.establish();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
-  await ta.close();
-  await r.ends();
+  await r.deliverAndClose(ta);
 });
 
 xcase("reflection: Bob's session-accept sent back to him as if from Alice", { expect: "bob:jingle-error(out-of-order) alice:terminate(success) alice:end(local,success) bob:end(success) delivered:1", delivers: true }, async (r) => {
@@ -364,10 +337,7 @@ xcase("reflection: Bob's session-accept sent back to him as if from Alice", { ex
     return { action: "deliver" };
   });
   const { ta } = await r.establish();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
-  await ta.close();
-  await r.ends();
+  await r.deliverAndClose(ta);
 });
 
 xcase("reflection: Alice's IBB <open/> sent back to her as if from Bob", { expect: "alice:ibb-error(not-acceptable) alice:terminate(success) alice:end(local,success) bob:end(success) delivered:1", delivers: true }, async (r) => {
@@ -383,10 +353,7 @@ xcase("reflection: Alice's IBB <open/> sent back to her as if from Bob", { expec
     return { action: "deliver" };
   });
   const { ta } = await r.establish();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
-  await ta.close();
-  await r.ends();
+  await r.deliverAndClose(ta);
 });
 
 xcase("reflection: Alice's own TLS record sent back to her with the seq she expects from Bob", { expect: "alice:terminate(security-error) alice:end(local,security-error,tls-failure/ERR_SSL_DECRYPTION_FAILED_OR_BAD_RECORD_MAC) bob:end(security-error) delivered:1", delivers: true }, async (r) => {
@@ -457,10 +424,7 @@ xcase("downgrade: the XTLS feature stripped from disco#info without require-XTLS
     return { action: "replace", stanza: s };
   });
   const { ta } = await r.establish();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
-  await ta.close();
-  await r.ends();
+  await r.deliverAndClose(ta);
   return `method:${ta.method}`;
 });
 
@@ -496,10 +460,7 @@ function rewriteMethods(r: XtlsRun, action: string, methods: readonly string[], 
 
 xcase("srp: baseline, unpinned peers with a shared password get an srp tunnel", { expect: "alice:terminate(success) alice:end(local,success) bob:end(success) delivered:1 method:srp/srp", delivers: true, runOptions: SRP }, async (r) => {
   const { ta, tb } = await r.establish();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
-  await ta.close();
-  await r.ends();
+  await r.deliverAndClose(ta);
   return `method:${ta.method}/${tb.method}`;
 });
 
@@ -622,8 +583,7 @@ for (const version of ["TLSv1.2", "TLSv1.3"] as const) {
     { expect: "bob:terminate(security-error) alice:security-error bob:security-error delivered:1", delivers: true, runOptions: v, focus: truncationOutcome },
     async (r) => {
       const { ta } = await r.establish();
-      ta.socket.write(SECRET);
-      await r.until(() => r.count() > 0, 5000);
+      await r.deliverSecret(ta);
       await r.settle();
       r.sb.inject(ALICE, el("iq", { type: "set", id: "trunc-1", to: BOB }, closeElement(ibbSid(r.relayed) ?? "")));
       await r.ends(2000);
@@ -676,10 +636,7 @@ xcase("jingle: session-terminate for the live session from a third party", { exp
   const { ta } = await r.establish();
   await mallory.send(el("iq", { type: "set", id: "m-term", to: BOB }, buildJingle({ action: "session-terminate", sid: jingleSid(r), initiator: ALICE, contents: [], reason: { condition: "success" } })));
   await r.settle();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
-  await ta.close();
-  await r.ends();
+  await r.deliverAndClose(ta);
 });
 
 // Jingle signalling is not authenticated end to end (XEP-0166 relies on the server's
@@ -705,10 +662,7 @@ xcase("jingle: transport-replace to an attacker's bytestream injected mid-sessio
   r.sb.inject(ALICE, el("iq", { type: "set", id: "tr-open", to: BOB }, el("open", { xmlns: NS_IBB, sid: "attacker-sid", "block-size": 1024 })));
   r.sb.inject(ALICE, el("iq", { type: "set", id: "tr-data", to: BOB }, dataElement("attacker-sid", 0, Buffer.from("ATTACKER-BYTES"))));
   await r.settle();
-  ta.socket.write(SECRET);
-  await r.until(() => r.count() > 0, 5000);
-  await ta.close();
-  await r.ends();
+  await r.deliverAndClose(ta);
   const answer = r.relayed.find((x) => x.from === BOB && (jingleAction(x.stanza) === "transport-accept" || jingleAction(x.stanza) === "transport-reject"));
   return `forged-delivered:${r.count("ATTACKER-BYTES")} replace-answer:${answer === undefined ? "none" : jingleAction(answer.stanza)}`;
 });
@@ -752,8 +706,7 @@ xcase(
   { expect: "bob:terminate(security-error) alice:security-error bob:security-error delivered:1", delivers: true, runOptions: SRP, focus: truncationOutcome },
   async (r) => {
     const { ta } = await r.establish();
-    ta.socket.write(SECRET);
-    await r.until(() => r.count() > 0, 5000);
+    await r.deliverSecret(ta);
     await r.settle();
     r.sb.inject(ALICE, el("iq", { type: "set", id: "trunc-srp", to: BOB }, closeElement(ibbSid(r.relayed) ?? "")));
     await r.ends(2000);
