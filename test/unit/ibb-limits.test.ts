@@ -14,16 +14,16 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { SeededRandom, VirtualClock } from "../../src/core/testing.js";
-import { parseFullJid } from "../../src/core/types.js";
 import { nodeCrypto } from "../../src/crypto/node.js";
 import { errorCondition, ibbChild, IbbError, type IbbEvent, IbbSession, type IbbSessionOptions } from "../../src/ibb/index.js";
 import { configureLimits, resetLimits } from "../../src/limits.js";
-import { type Element, parseXml, serialize } from "../../src/xml/index.js";
+import { type Element, parseXml } from "../../src/xml/index.js";
+import { ALICE, BOB, relay } from "../support/ibb-relay.js";
 
 after(() => resetLimits());
 
-const A = parseFullJid("alice@example.org/a");
-const B = parseFullJid("bob@example.org/b");
+const A = ALICE;
+const B = BOB;
 
 function mk(role: "initiator" | "responder", o: Partial<IbbSessionOptions> = {}): IbbSession {
   return new IbbSession({
@@ -36,32 +36,6 @@ function mk(role: "initiator" | "responder", o: Partial<IbbSessionOptions> = {})
     clock: new VirtualClock(),
     ...o,
   });
-}
-
-/** Moves stanzas between the two cores until both are quiet; collects events and the wire. */
-function relay(a: IbbSession, b: IbbSession): { a: IbbEvent[]; b: IbbEvent[]; wire: Element[] } {
-  const ev = { a: [] as IbbEvent[], b: [] as IbbEvent[], wire: [] as Element[] };
-  for (let guard = 0; guard < 1_000_000; guard++) {
-    let moved = false;
-    for (const [src, dst, from, evs] of [
-      [a, b, A, ev.a],
-      [b, a, B, ev.b],
-    ] as const) {
-      const o = src.outbox.poll();
-      if (o === undefined) continue;
-      moved = true;
-      if (o.kind === "event") {
-        evs.push(o.event);
-        continue;
-      }
-      const st = parseXml(serialize(o.stanza));
-      st.attrs.from = from;
-      ev.wire.push(st);
-      dst.handleStanza(st);
-    }
-    if (!moved) return ev;
-  }
-  throw new Error("relay did not settle");
 }
 
 function opened(o: Partial<IbbSessionOptions> = {}): { i: IbbSession; r: IbbSession } {

@@ -7,7 +7,6 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createHash, randomBytes } from "node:crypto";
-import { parseFullJid, type FullJid } from "../../src/core/types.js";
 import { SeededRandom, VirtualClock } from "../../src/core/testing.js";
 import { nodeCrypto } from "../../src/crypto/node.js";
 import { el, NS, parseXml, serialize, type Element } from "../../src/xml/index.js";
@@ -25,9 +24,10 @@ import {
   type IbbEvent,
   type IbbSessionOptions,
 } from "../../src/ibb/index.js";
+import { ALICE, BOB, relay } from "../support/ibb-relay.js";
 
-const A = parseFullJid("alice@example.org/a");
-const B = parseFullJid("bob@example.org/b");
+const A = ALICE;
+const B = BOB;
 
 function mk(role: "initiator" | "responder", o: Partial<IbbSessionOptions> = {}, clock = new VirtualClock()): IbbSession {
   const self = role === "initiator" ? A : B;
@@ -42,39 +42,6 @@ function mk(role: "initiator" | "responder", o: Partial<IbbSessionOptions> = {},
     clock,
     ...o,
   });
-}
-
-/** Moves every stanza between two cores (stamping from), collecting events. */
-function relay(
-  a: IbbSession,
-  b: IbbSession,
-  tamper?: (from: FullJid, s: Element) => Element | undefined,
-  copy = true,
-): { a: IbbEvent[]; b: IbbEvent[]; wire: Element[] } {
-  const ev = { a: [] as IbbEvent[], b: [] as IbbEvent[], wire: [] as Element[] };
-  for (let guard = 0; guard < 10_000_000; guard++) {
-    let moved = false;
-    for (const [src, dst, from, evs] of [
-      [a, b, A, ev.a],
-      [b, a, B, ev.b],
-    ] as const) {
-      const o = src.outbox.poll();
-      if (o === undefined) continue;
-      moved = true;
-      if (o.kind === "event") {
-        evs.push(o.event);
-        continue;
-      }
-      let st: Element | undefined = copy ? parseXml(serialize(o.stanza)) : o.stanza;
-      st.attrs.from = from;
-      st = tamper ? tamper(from, st) : st;
-      if (st === undefined) continue;
-      if (copy) ev.wire.push(st);
-      dst.handleStanza(st);
-    }
-    if (!moved) return ev;
-  }
-  throw new Error("relay did not settle");
 }
 
 const bytesOf = (evs: IbbEvent[]): Buffer =>
