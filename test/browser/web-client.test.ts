@@ -12,19 +12,17 @@
  * wire), XEP-0210 section 3.
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { after, before, test } from "node:test";
-import { chromium, type Browser, type Page } from "playwright-core";
-import { serveWeb, type WebServer } from "../../src/cli/web.js";
+import { test } from "node:test";
+import type { Browser, Page } from "playwright-core";
+import type { WebServer } from "../../src/cli/web.js";
 import { writeConfig } from "../../src/tui/config.js";
-import { buildWeb } from "../../src/web/build.js";
-import { startProsody, type ProsodyInstance } from "../harness/prosody.js";
+import type { ProsodyInstance } from "../harness/prosody.js";
 import { TmuxServer } from "../tui/tmux.js";
+import { webWithProsody } from "./fixture.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = join(ROOT, "test-artifacts");
 const NS_C = "http://www.xmpp.org/extensions/xep-0200.html#ns";
 
@@ -33,23 +31,8 @@ let web: WebServer;
 let browser: Browser;
 let dir: string;
 
-before(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed (${CHROMIUM}): the browser tests need it; .ci/run installs it with apt-get install -y chromium`);
-  dir = mkdtempSync(join(tmpdir(), "xmpp-e2e-web-"));
-  prosody = await startProsody({ users: [["alice", "alice-pw"], ["bob", "bob-pw"], ["carol", "carol-pw"]], websocket: true });
-  await buildWeb(join(dir, "site"));
-  web = await serveWeb(join(dir, "site"), { port: 0, service: prosody.wsService ?? "", domain: "localhost" });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-});
-
-after(async () => {
-  await browser?.close();
-  await web?.close();
-  await prosody?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+webWithProsody("xmpp-e2e-web-", ["alice", "bob", "carol"], (env) => {
+  ({ prosody, web, browser, dir } = env);
 });
 
 interface Person {

@@ -14,26 +14,24 @@
  * key alerts); RFC 8032 (Ed25519); RFC 7395 (WebSocket).
  */
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { after, before, test } from "node:test";
-import { chromium, type Browser, type Page } from "playwright-core";
+import { test } from "node:test";
+import type { Browser, Page } from "playwright-core";
 import { connectXmpp } from "../../src/adapters/xmpp-client.js";
 import { keyVerifier, signingIdentity } from "../../src/client/keys.js";
 import { type ClientEvent, SecureClient } from "../../src/client/secure-client.js";
 import { nodeCrypto } from "../../src/crypto/node.js";
 import { createIdentityKey } from "../../src/identity/keyfile.js";
 import { keyFingerprint } from "../../src/identity/keyvalue.js";
-import { serveWeb, type WebServer } from "../../src/cli/web.js";
+import type { WebServer } from "../../src/cli/web.js";
 import { MemoryStore } from "../../src/store/memory.js";
 import { TrustManager } from "../../src/trust/index.js";
-import { buildWeb } from "../../src/web/build.js";
 import { peerKeyFingerprint } from "../../src/web/verifier.js";
-import { startProsody, type ProsodyInstance } from "../harness/prosody.js";
+import type { ProsodyInstance } from "../harness/prosody.js";
+import { webWithProsody } from "./fixture.js";
 
 const ROOT = resolve(import.meta.dirname, "../..");
-const CHROMIUM = "/usr/bin/chromium";
 const ARTIFACTS = join(ROOT, "test-artifacts");
 
 let prosody: ProsodyInstance;
@@ -41,23 +39,8 @@ let web: WebServer;
 let browser: Browser;
 let dir: string;
 
-before(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is not installed (${CHROMIUM}): .ci/run installs it with apt-get install -y chromium`);
-  dir = mkdtempSync(join(tmpdir(), "xmpp-e2e-websign-"));
-  prosody = await startProsody({ users: [["alice", "alice-pw"], ["bob", "bob-pw"], ["dave", "dave-pw"]], websocket: true });
-  await buildWeb(join(dir, "site"));
-  web = await serveWeb(join(dir, "site"), { port: 0, service: prosody.wsService ?? "", domain: "localhost" });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-});
-
-after(async () => {
-  await browser?.close();
-  await web?.close();
-  await prosody?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+webWithProsody("xmpp-e2e-websign-", ["alice", "bob", "dave"], (env) => {
+  ({ prosody, web, browser, dir } = env);
 });
 
 async function login(page: Page, user: string, password: string, resource: string): Promise<void> {
