@@ -310,48 +310,39 @@ xcase("jingle: session-accept from a third party (Mallory, with her fingerprint)
   return `peer-fingerprint:${ta.peerFingerprint?.value === id.bob.fingerprint.value ? "bob" : "other"}`;
 });
 
-xcase("reflection: Alice's session-initiate sent back to her as if from Bob", { expect: "alice:jingle-error(out-of-order) alice:terminate(success) alice:end(local,success) bob:end(success) delivered:1", delivers: true }, async (r) => {
+/**
+ * Reflection: the first stanza that `match` picks is delivered, and a copy is injected
+ * back to its own sender (`to`), as if it came from the other party (and with `id` when
+ * given, so that it is not taken for the original's reply).
+ */
+function reflectOnce(r: XtlsRun, match: (item: { from: string; stanza: Element }) => boolean, to: typeof ALICE | typeof BOB, id?: string): void {
   let done = false;
   r.setAdversary((item) => {
-    if (!done && jingleAction(item.stanza) === "session-initiate") {
+    if (!done && match(item)) {
       done = true;
       const back = copyOf(item.stanza);
-      back.attrs.to = ALICE;
-      r.sb.inject(BOB, back);
+      back.attrs.to = to;
+      if (id !== undefined) back.attrs.id = id;
+      r.sb.inject(to === ALICE ? BOB : ALICE, back);
     }
     return { action: "deliver" };
   });
+}
+
+xcase("reflection: Alice's session-initiate sent back to her as if from Bob", { expect: "alice:jingle-error(out-of-order) alice:terminate(success) alice:end(local,success) bob:end(success) delivered:1", delivers: true }, async (r) => {
+  reflectOnce(r, (item) => jingleAction(item.stanza) === "session-initiate", ALICE);
   const { ta } = await r.establish();
   await r.deliverAndClose(ta);
 });
 
 xcase("reflection: Bob's session-accept sent back to him as if from Alice", { expect: "bob:jingle-error(out-of-order) alice:terminate(success) alice:end(local,success) bob:end(success) delivered:1", delivers: true }, async (r) => {
-  let done = false;
-  r.setAdversary((item) => {
-    if (!done && jingleAction(item.stanza) === "session-accept") {
-      done = true;
-      const back = copyOf(item.stanza);
-      back.attrs.to = BOB;
-      r.sb.inject(ALICE, back);
-    }
-    return { action: "deliver" };
-  });
+  reflectOnce(r, (item) => jingleAction(item.stanza) === "session-accept", BOB);
   const { ta } = await r.establish();
   await r.deliverAndClose(ta);
 });
 
 xcase("reflection: Alice's IBB <open/> sent back to her as if from Bob", { expect: "alice:ibb-error(not-acceptable) alice:terminate(success) alice:end(local,success) bob:end(success) delivered:1", delivers: true }, async (r) => {
-  let done = false;
-  r.setAdversary((item) => {
-    if (!done && item.from === ALICE && item.stanza.getChild("open", NS_IBB) !== undefined) {
-      done = true;
-      const back = copyOf(item.stanza);
-      back.attrs.to = ALICE;
-      back.attrs.id = "reflected-open";
-      r.sb.inject(BOB, back);
-    }
-    return { action: "deliver" };
-  });
+  reflectOnce(r, (item) => item.from === ALICE && item.stanza.getChild("open", NS_IBB) !== undefined, ALICE, "reflected-open");
   const { ta } = await r.establish();
   await r.deliverAndClose(ta);
 });
