@@ -29,6 +29,32 @@ import { XmlStreamParser } from "../../../src/streams/parser.js";
 import { deepClone, el, NS, parseXml, serialize, type Element } from "../../../src/xml/index.js";
 import { bytesArb, retainedSize, stanzaArb, target, type FuzzTarget } from "../lib.js";
 
+/** A sans-IO core that takes stanzas and timers (IBB, Jingle). */
+interface StanzaCore {
+  handleStanza(s: Element): void;
+  readonly outbox: { drain(): unknown };
+  onTimer(now: number): void;
+}
+
+/**
+ * Feeds every input to the responder `r` and the initiator `i` (outputs dropped), lets
+ * `advanceMs` pass, fires their timers, and fails if the responder's retained state grew
+ * by more than `slack` (JSON size) over where it started.
+ */
+function junkIntoBoth(name: string, r: StanzaCore, i: StanzaCore, inputs: readonly Element[], clock: VirtualClock, advanceMs: number, slack: number): void {
+  const r0 = retainedSize(r);
+  for (const s of inputs) {
+    r.handleStanza(s);
+    r.outbox.drain();
+    i.handleStanza(s);
+    i.outbox.drain();
+  }
+  clock.advance(advanceMs);
+  r.onTimer(clock.now());
+  i.onTimer(clock.now());
+  if (retainedSize(r) > r0 + slack) throw new Error(`${name} state grew: ${r0} -> ${retainedSize(r)}`);
+}
+
 const A = parseFullJid("alice@example.org/pda");
 const B = parseFullJid("bob@example.org/laptop");
 const THREAD = "ffd7076498744578d10edabfe7f4a866" as ThreadId;
@@ -229,17 +255,7 @@ export const machineTargets: readonly FuzzTarget[] = [
       const i = mk("initiator");
       i.open();
       i.outbox.drain();
-      const r0 = retainedSize(r);
-      for (const s of inputs) {
-        r.handleStanza(s);
-        r.outbox.drain();
-        i.handleStanza(s);
-        i.outbox.drain();
-      }
-      clock.advance(60_000);
-      r.onTimer(clock.now());
-      i.onTimer(clock.now());
-      if (retainedSize(r) > r0 + 400) throw new Error(`ibb state grew: ${r0} -> ${retainedSize(r)}`);
+      junkIntoBoth("ibb", r, i, inputs, clock, 60_000, 400);
     }),
   ),
   target("jingle: junk into sessions never throws; state bounded", 200, () =>
@@ -251,17 +267,7 @@ export const machineTargets: readonly FuzzTarget[] = [
       const i = mk("initiator");
       i.initiate([]);
       i.outbox.drain();
-      const r0 = retainedSize(r);
-      for (const s of inputs) {
-        r.handleStanza(s);
-        r.outbox.drain();
-        i.handleStanza(s);
-        i.outbox.drain();
-      }
-      clock.advance(300_000);
-      r.onTimer(clock.now());
-      i.onTimer(clock.now());
-      if (retainedSize(r) > r0 + 600) throw new Error(`jingle state grew: ${r0} -> ${retainedSize(r)}`);
+      junkIntoBoth("jingle", r, i, inputs, clock, 300_000, 600);
     }),
   ),
   target("streams: the XML stream parser takes any bytes in any chunking without throwing", 400, () =>
